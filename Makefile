@@ -1,0 +1,47 @@
+# Reelcast: `make run` starts the platform on the embedded defaults; `make test` runs the suite.
+# Both work on a fresh clone with only Python 3.11: they create .venv and install what they need.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+DEPS_HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: run test test-fast bench lint format install-run install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The web/worker install: no torch (the preview backend runs on the CPU).
+$(VENV)/.run-$(DEPS_HASH): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	@touch $@
+install-run: $(VENV)/.run-$(DEPS_HASH)
+
+# Tests and benches also need the gpu extra (tiny Wan pipelines run on the CPU) and dev tools.
+$(VENV)/.dev-$(DEPS_HASH): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,gpu,s3]'
+	@touch $@
+install-dev: $(VENV)/.dev-$(DEPS_HASH)
+
+run: install-run
+	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) bash platform/deploy/run-local.sh
+
+test: install-dev
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install-dev
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var

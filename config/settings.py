@@ -1,0 +1,242 @@
+"""Reelcast settings: everything comes from the environment (see README, "Configuration").
+
+The defaults are the embedded set-up: SQLite, django-q2 on the ORM broker, media on the local
+filesystem, the CPU ``preview`` backend. Production sets DATABASE_URL (PostgreSQL), REDIS_URL,
+REELCAST_STORAGE=s3 and points REELCAST_MODEL_DIR at the Wan weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import env_bool, env_float, env_int, env_json, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("REELCAST_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+REELCAST_PUBLIC_URL = env_str("REELCAST_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "tenants",
+    "generation",
+    "billing",
+    "moderation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "config.middleware.BodySizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "platform" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'reelcast.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and the worker share one SQLite file: WAL lets readers run beside the
+    # writer, IMMEDIATE transactions take the write lock up front (no deadlocking upgrades),
+    # and the timeout makes a writer wait for the other instead of failing at once.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- task queue -----------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "")
+REELCAST_POOLS: dict = env_json(
+    "REELCAST_POOLS",
+    {"default": {"hardware_class": "cpu", "capacity": 1, "models": ["preview"]}},
+)
+_q_common = {
+    "timeout": env_int("REELCAST_TASK_TIMEOUT_S", 1800),
+    # retry must exceed timeout, or a running task is handed out a second time.
+    "retry": env_int("REELCAST_TASK_TIMEOUT_S", 1800) + 300,
+    "max_attempts": 2,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Tasks",
+    "poll": env_float("REELCAST_QUEUE_POLL_S", 0.5),
+}
+Q_CLUSTER = {
+    "name": "default",
+    "workers": env_int("REELCAST_CPU_WORKERS", 1),
+    "recycle": 200,
+    "sync": env_bool("REELCAST_TASKS_SYNC", False),
+    **_q_common,
+    # One cluster per GPU pool; a worker picks its pool with Q_CLUSTER_NAME=<pool>.
+    "ALT_CLUSTERS": {
+        name: {"workers": int(pool.get("capacity", 1)), **_q_common}
+        for name, pool in REELCAST_POOLS.items()
+        if name != "default"
+    },
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- storage --------------------------------------------------------------------------------
+MEDIA_ROOT = Path(env_str("REELCAST_MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("REELCAST_STATIC_ROOT", str(VAR_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "platform" / "static"]
+REELCAST_STORAGE = env_str("REELCAST_STORAGE", "local")
+if REELCAST_STORAGE == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("AWS_STORAGE_BUCKET_NAME", "reelcast"),
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME", "") or None,
+            "access_key": env_str("AWS_ACCESS_KEY_ID", ""),
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY", ""),
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": True,
+        },
+    }
+elif REELCAST_STORAGE == "local":
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT)},
+    }
+else:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("REELCAST_STORAGE must be 'local' or 's3'.")
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- API ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.auth.ApiKeyAuthentication",
+        "tenants.auth.TenantSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.TenantRolePermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "config.problems.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Reelcast API",
+    "DESCRIPTION": "Templates in, personalised AI videos out. Authenticate with "
+    "`Authorization: Bearer sk_…` (servers) or `pk_…` (storefront widget).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Request bodies larger than this are refused with 413 before they are read.
+REELCAST_MAX_BODY_BYTES = env_int("REELCAST_MAX_BODY_BYTES", 12 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REELCAST_MAX_BODY_BYTES
+REELCAST_MAX_IMAGE_BYTES = env_int("REELCAST_MAX_IMAGE_BYTES", 8 * 1024 * 1024)
+REELCAST_MAX_IMAGE_PIXELS = env_int("REELCAST_MAX_IMAGE_PIXELS", 40_000_000)
+REELCAST_IDEMPOTENCY_TTL_S = env_int("REELCAST_IDEMPOTENCY_TTL_S", 24 * 3600)
+REELCAST_DOWNLOAD_TTL_S = env_int("REELCAST_DOWNLOAD_TTL_S", 24 * 3600)
+REELCAST_PROGRESS_WRITE_INTERVAL_S = env_float("REELCAST_PROGRESS_WRITE_INTERVAL_S", 1.0)
+
+# --- models ---------------------------------------------------------------------------------
+REELCAST_MODEL_DIR = env_str("REELCAST_MODEL_DIR", "")
+REELCAST_MODELS: dict = env_json("REELCAST_MODELS", {})
+REELCAST_ALLOW_HUB_DOWNLOADS = env_bool("REELCAST_ALLOW_HUB_DOWNLOADS", False)
+REELCAST_HARDWARE_CLASS = env_str("REELCAST_HARDWARE_CLASS", "")
+REELCAST_WAN_OFFLOAD = env_str("REELCAST_WAN_OFFLOAD", "none")
+REELCAST_WAN_VAE_TILING = env_bool("REELCAST_WAN_VAE_TILING", False)
+REELCAST_WAN_ATTENTION = env_str("REELCAST_WAN_ATTENTION", "")
+REELCAST_DEFAULT_MODEL = env_str("REELCAST_DEFAULT_MODEL", "preview")
+
+# --- auth, i18n, security -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/app/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("REELCAST_LOG_LEVEL", "INFO")},
+    "loggers": {"django_q": {"level": env_str("REELCAST_QUEUE_LOG_LEVEL", "WARNING")}},
+}

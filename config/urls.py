@@ -1,0 +1,71 @@
+"""Root URLs: the API under /api/v1/, the dashboard under /app/, signed downloads under /dl/."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from config.problems import problem_response
+from generation import views as generation_views
+from generation.api import JobViewSet, TemplateViewSet
+from tenants.api import ApiKeyViewSet
+
+router = SimpleRouter()
+router.register("templates", TemplateViewSet, basename="template")
+router.register("jobs", JobViewSet, basename="job")
+router.register("keys", ApiKeyViewSet, basename="apikey")
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # readiness reports any database failure as not ready
+        return JsonResponse({"status": "unavailable", "database": str(exc)}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("api/v1/", include(router.urls)),
+    path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[],
+                                                      authentication_classes=[]), name="schema"),
+    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
+                                                        authentication_classes=[]), name="docs"),
+    path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema", permission_classes=[],
+                                                       authentication_classes=[]), name="redoc"),
+    path("dl/<str:token>/<str:filename>", generation_views.download, name="download"),
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="auth/login.html"),
+         name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("app/", include("generation.urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz),
+    path("readyz", readyz),
+    path("", generation_views.home),
+]
+
+
+def _api_or_html(status_code: int, code: str, detail: str):
+    def handler(request: HttpRequest, exception: Exception | None = None):
+        if request.path.startswith(("/api/", "/dl/")):
+            return problem_response(status_code, detail=detail, code=code)
+        from django.views import defaults
+
+        if status_code == 404:
+            return defaults.page_not_found(request, exception)
+        return defaults.server_error(request)
+
+    return handler
+
+
+handler404 = _api_or_html(404, "not_found", "Not found.")
+handler500 = _api_or_html(500, "server_error", "Something went wrong on our side.")

@@ -1,0 +1,361 @@
+"""REST API v1 for templates and jobs: parse, call one service or selector, format."""
+
+from __future__ import annotations
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.response import Response
+
+from config.api import CreatedCursorPagination, StrictSerializer
+from generation import selectors, services
+from generation.delivery import signed_link
+from generation.models import Job, JobState, Template
+from tenants.models import Role
+from tenants.scoping import TenantScopedViewSet
+
+# --- serializers ------------------------------------------------------------------------------
+
+
+class VariableSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["text", "choice", "number", "image"])
+    label = serializers.CharField(required=False)
+    required = serializers.BooleanField(required=False)
+    min_length = serializers.IntegerField(required=False)
+    max_length = serializers.IntegerField(required=False)
+    pattern = serializers.CharField(required=False)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    min = serializers.FloatField(required=False)
+    max = serializers.FloatField(required=False)
+    integer = serializers.BooleanField(required=False)
+    default = serializers.JSONField(required=False)
+    public = serializers.BooleanField(required=False)
+
+
+class TemplateVersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    variables = VariableSerializer(many=True)
+    prompt = serializers.CharField()
+    negative_prompt = serializers.CharField()
+    title = serializers.CharField()
+    model = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    fps = serializers.IntegerField()
+    duration_s = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+
+
+class TemplateSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    kind = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    archived_at = serializers.DateTimeField(allow_null=True)
+    version = serializers.SerializerMethodField()
+
+    @extend_schema_field(TemplateVersionSerializer)
+    def get_version(self, template: Template) -> dict:
+        latest = selectors.template_latest_version(template=template)
+        return TemplateVersionSerializer(latest).data if latest else {}
+
+
+class TemplateWriteSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=80, required=False)
+    kind = serializers.ChoiceField(choices=Template.Kind.choices)
+    variables = serializers.JSONField(required=False)
+    prompt = serializers.CharField(max_length=8000, trim_whitespace=False)
+    negative_prompt = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    model = serializers.CharField(max_length=64, required=False)
+    width = serializers.IntegerField(required=False, min_value=1, max_value=8192)
+    height = serializers.IntegerField(required=False, min_value=1, max_value=8192)
+    fps = serializers.IntegerField(required=False, min_value=1, max_value=120)
+    duration_s = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
+
+
+class TemplateUpdateSerializer(TemplateWriteSerializer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+        self.fields.pop("slug")
+        self.fields.pop("kind")
+
+
+class TransitionSerializer(serializers.Serializer):
+    from_state = serializers.CharField()
+    to_state = serializers.CharField()
+    at = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+
+class JobSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    template = serializers.UUIDField(source="template_id")
+    template_version = serializers.IntegerField(source="template_version.number")
+    state = serializers.CharField()
+    progress = serializers.IntegerField()
+    queue_position = serializers.SerializerMethodField()
+    values = serializers.SerializerMethodField()
+    model = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    fps = serializers.IntegerField()
+    duration_s = serializers.FloatField()
+    seed = serializers.IntegerField()
+    title = serializers.CharField()
+    shots = serializers.JSONField()
+    end_user = serializers.CharField()
+    error = serializers.SerializerMethodField()
+    cancel_requested = serializers.SerializerMethodField()
+    device_ms = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    transitions = serializers.SerializerMethodField()
+
+    def get_queue_position(self, job: Job) -> int | None:
+        return selectors.queue_position(job=job)
+
+    def get_values(self, job: Job) -> dict:
+        # Stored image keys are internal; the API shows which variable held an image.
+        return {k: ({"image": v["image"]} if isinstance(v, dict) else v)
+                for k, v in job.values.items()}
+
+    def get_error(self, job: Job) -> dict | None:
+        if not job.error_code:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
+
+    def get_cancel_requested(self, job: Job) -> bool:
+        return job.cancel_requested_at is not None
+
+    @extend_schema_field(TransitionSerializer(many=True))
+    def get_transitions(self, job: Job) -> list[dict]:
+        return TransitionSerializer(job.transitions.all(), many=True).data
+
+
+class JobCreateSerializer(StrictSerializer):
+    template = serializers.CharField(help_text="Template id or slug.")
+    template_version = serializers.IntegerField(required=False, min_value=1)
+    values = serializers.JSONField(required=False, default=dict)
+    model = serializers.CharField(max_length=64, required=False)
+    width = serializers.IntegerField(required=False, min_value=1, max_value=8192)
+    height = serializers.IntegerField(required=False, min_value=1, max_value=8192)
+    fps = serializers.IntegerField(required=False, min_value=1, max_value=120)
+    duration_s = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    end_user = serializers.CharField(required=False, allow_blank=True, max_length=128)
+
+
+LinkSerializer = inline_serializer("SignedLink", {
+    "url": serializers.URLField(), "expires_at": serializers.DateTimeField(),
+})
+DownloadSerializer = inline_serializer("JobDownload", {
+    "video": LinkSerializer, "poster": LinkSerializer, "video_bytes": serializers.IntegerField(),
+})
+
+# --- views ------------------------------------------------------------------------------------
+
+
+class TemplateViewSet(TenantScopedViewSet):
+    """Templates: `GET/POST /api/v1/templates/`, `GET/PATCH/DELETE /api/v1/templates/{id}/`.
+
+    Changing content publishes a new version; jobs keep the version they were made from.
+    DELETE archives (the template takes no new jobs; its jobs and versions stay).
+    """
+
+    model = Template
+    serializer_class = TemplateSerializer
+    pagination_class = CreatedCursorPagination
+    min_roles = {**TenantScopedViewSet.min_roles, "versions": Role.VIEWER}
+
+    def scope_queryset(self, queryset):
+        if self.action == "list" and self.request.query_params.get("archived") != "true":
+            return queryset.filter(archived_at__isnull=True)
+        return queryset
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset().order_by("-created_at"))
+        return self.get_paginated_response(TemplateSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(TemplateSerializer(self.get_object()).data)
+
+    @extend_schema(request=TemplateWriteSerializer, responses={201: TemplateSerializer})
+    def create(self, request):
+        body = TemplateWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        template = services.template_create(
+            tenant=self.tenant_context.tenant, name=data.pop("name"), kind=data.pop("kind"),
+            slug=data.pop("slug", None), content=data, actor=self.tenant_context.user)
+        return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=TemplateUpdateSerializer, responses={200: TemplateSerializer})
+    def partial_update(self, request, pk=None):
+        template = self.get_object()
+        body = TemplateUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        template = services.template_update(template=template, name=data.pop("name", None),
+                                            content=data, actor=self.tenant_context.user)
+        return Response(TemplateSerializer(template).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        services.template_archive(template=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={200: TemplateVersionSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def versions(self, request, pk=None):
+        template = self.get_object()
+        return Response(TemplateVersionSerializer(template.versions.order_by("number"),
+                                                  many=True).data)
+
+
+def _parse_filters(params) -> selectors.JobFilters:
+    errors = {}
+    state = params.get("state") or None
+    if state and state not in JobState.values:
+        errors["state"] = f"Must be one of {', '.join(JobState.values)}."
+    dates = {}
+    for name in ("created_after", "created_before"):
+        raw = params.get(name)
+        if raw:
+            parsed = parse_datetime(raw)
+            if parsed is None or parsed.tzinfo is None:
+                errors[name] = "Use an ISO 8601 date-time with a time zone."
+            dates[name] = parsed
+    template = params.get("template") or None
+    if template:
+        try:
+            serializers.UUIDField().to_internal_value(template)
+        except ValidationError:
+            errors["template"] = "Must be a template id."
+    if errors:
+        raise ValidationError(errors)
+    return selectors.JobFilters(state=state, template_id=template, **dates)
+
+
+class JobViewSet(TenantScopedViewSet):
+    """Jobs: create (with `Idempotency-Key`), get, list, cancel, and signed downloads."""
+
+    model = Job
+    serializer_class = JobSerializer
+    pagination_class = CreatedCursorPagination
+    min_roles = {
+        "list": Role.VIEWER, "retrieve": Role.VIEWER, "download": Role.VIEWER,
+        "create": Role.EDITOR, "cancel": Role.EDITOR,
+    }
+    publishable_actions = ("create", "retrieve")
+
+    def scope_queryset(self, queryset):
+        context = self.tenant_context
+        if context.is_publishable:  # a storefront key sees only the jobs it created
+            queryset = queryset.filter(created_by_key=context.api_key)
+        return queryset.select_related("template_version")
+
+    @extend_schema(parameters=[
+        OpenApiParameter("state", str, enum=JobState.values),
+        OpenApiParameter("template", str, description="Template id"),
+        OpenApiParameter("created_after", str, description="ISO 8601 date-time"),
+        OpenApiParameter("created_before", str, description="ISO 8601 date-time"),
+        OpenApiParameter("limit", int),
+    ])
+    def list(self, request):
+        filters = _parse_filters(request.query_params)
+        jobs = selectors.job_list(tenant=self.tenant_context.tenant, filters=filters)
+        jobs = self.scope_queryset(jobs).prefetch_related("transitions")
+        page = self.paginate_queryset(jobs)
+        return self.get_paginated_response(JobSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(JobSerializer(self.get_object()).data)
+
+    @extend_schema(
+        request=JobCreateSerializer,
+        responses={201: JobSerializer, 200: JobSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                     description="Same key + same body returns the original "
+                                                 "job (200); same key + other body is 409.")],
+    )
+    def create(self, request):
+        context = self.tenant_context
+        body = JobCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        template = self._template_for(data["template"])
+        key = request.headers.get("Idempotency-Key", "").strip() or None
+        if key is not None and len(key) > 255:
+            raise ValidationError({"Idempotency-Key": "At most 255 characters."})
+        created = services.job_create(
+            tenant=context.tenant,
+            request=services.JobRequest(
+                template=template, values=data.get("values") or {},
+                version_number=data.get("template_version"), model=data.get("model"),
+                width=data.get("width"), height=data.get("height"), fps=data.get("fps"),
+                duration_s=data.get("duration_s"), seed=data.get("seed"),
+                end_user=data.get("end_user", ""),
+            ),
+            actor_user=context.user, actor_key=context.api_key, idempotency_key=key,
+            fingerprint=services.request_fingerprint(request.data),
+        )
+        code = status.HTTP_200_OK if created.replayed else status.HTTP_201_CREATED
+        return Response(JobSerializer(created.job).data, status=code)
+
+    def _template_for(self, ref: str) -> Template:
+        context = self.tenant_context
+        templates = Template.objects.for_tenant(context.tenant)
+        try:
+            serializers.UUIDField().to_internal_value(ref)
+            template = templates.filter(pk=ref).first()
+        except ValidationError:
+            template = templates.filter(slug=ref).first()
+        if template is None:
+            raise ValidationError({"template": "No such template."})
+        if context.is_publishable:
+            key = context.api_key
+            if str(template.id) not in key.allowed_template_ids:
+                raise PermissionDenied("This publishable key may not use that template.",
+                                       code="template_not_allowed")
+            origin = self.request.headers.get("Origin", "")
+            if origin not in key.allowed_origins:
+                raise PermissionDenied("This publishable key is not allowed from this origin.",
+                                       code="origin_not_allowed")
+        return template
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = services.job_cancel(job=self.get_object())
+        return Response(JobSerializer(job).data)
+
+    @extend_schema(responses={200: DownloadSerializer})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        job = self.get_object()
+        if job.state != JobState.SUCCEEDED or not job.video_key:
+            raise services.Problem(f"The video is not ready (the job is {job.state}).",
+                                   code="not_ready", status_code=409)
+        tenant = self.tenant_context.tenant
+        video = signed_link(tenant=tenant, key=job.video_key)
+        poster = signed_link(tenant=tenant, key=job.poster_key)
+        return Response({
+            "video": {"url": video.url, "expires_at": video.expires_at},
+            "poster": {"url": poster.url, "expires_at": poster.expires_at},
+            "video_bytes": job.video_bytes,
+        })

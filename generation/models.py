@@ -1,0 +1,190 @@
+"""Templates, their versions, and jobs with their recorded state machine."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from tenants.models import TenantOwnedModel
+
+
+class Template(TenantOwnedModel):
+    """A reusable video recipe. Its content lives in immutable, numbered versions."""
+
+    class Kind(models.TextChoices):
+        CHARACTER = "character", "Character"
+        PRODUCT = "product", "Product"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="template_unique_slug"),
+        ]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="template_tenant_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TemplateVersion(TenantOwnedModel):
+    """One published, never-edited state of a template; jobs pin the version they used.
+
+    ``variables`` is a list of typed variable definitions (see generation/variables.py);
+    ``prompt``, ``negative_prompt`` and ``title`` may hold ``{name}`` placeholders.
+    """
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    variables = models.JSONField(default=list)
+    prompt = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    title = models.CharField(max_length=300, blank=True)
+    model = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    fps = models.PositiveIntegerField()
+    duration_s = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["template", "number"], name="templateversion_unique"),
+        ]
+        ordering = ["template", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.number}"
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    POSTPROCESSING = "postprocessing", "Post-processing"
+    MODERATING = "moderating", "Moderating"
+    IN_REVIEW = "in_review", "In review"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+    BLOCKED = "blocked", "Blocked"
+
+
+# The only legal moves. running -> queued is the retry after a lost worker.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELED, JobState.FAILED}),
+    JobState.RUNNING: frozenset(
+        {JobState.POSTPROCESSING, JobState.FAILED, JobState.CANCELED, JobState.QUEUED}
+    ),
+    JobState.POSTPROCESSING: frozenset({JobState.MODERATING, JobState.FAILED, JobState.CANCELED}),
+    JobState.MODERATING: frozenset(
+        {JobState.SUCCEEDED, JobState.IN_REVIEW, JobState.BLOCKED, JobState.FAILED}
+    ),
+    JobState.IN_REVIEW: frozenset({JobState.SUCCEEDED, JobState.BLOCKED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELED: frozenset(),
+    JobState.BLOCKED: frozenset(),
+}
+TERMINAL_STATES = frozenset(state for state, moves in TRANSITIONS.items() if not moves)
+CANCELABLE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.POSTPROCESSING})
+
+
+class Job(TenantOwnedModel):
+    """An immutable request (template version + values + geometry + seed) and its state.
+
+    The request fields never change after creation; only the state machine fields, progress
+    and outputs do, and only through generation.services.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="jobs")
+    template_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT,
+                                         related_name="jobs")
+    values = models.JSONField(default=dict)
+    model = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    fps = models.PositiveIntegerField()
+    duration_s = models.FloatField()
+    seed = models.BigIntegerField()
+    title = models.CharField(max_length=300, blank=True)
+    shots = models.JSONField(default=list)
+    end_user = models.CharField(max_length=128, blank=True)
+
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=1000, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    device_ms = models.PositiveBigIntegerField(default=0)
+
+    video_key = models.CharField(max_length=300, blank=True)
+    poster_key = models.CharField(max_length=300, blank=True)
+    video_bytes = models.PositiveBigIntegerField(default=0)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
+            models.Index(fields=["tenant", "state"], name="job_tenant_state"),
+            models.Index(fields=["state", "created_at"], name="job_state_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def can_move_to(self, state: str) -> bool:
+        return state in TRANSITIONS[JobState(self.state)]
+
+
+class JobTransition(models.Model):
+    """Append-only history: every state the job entered, when, and why."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="transitions")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class IdempotencyKey(TenantOwnedModel):
+    """Remembers which job an ``Idempotency-Key`` created, with a fingerprint of the request."""
+
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="idempotency_unique_key"),
+        ]

@@ -1,0 +1,51 @@
+"""Reads for templates and jobs; every one takes the tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from generation.models import Job, Template, TemplateVersion
+from tenants.models import Tenant
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    state: str | None = None
+    template_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def job_list(*, tenant: Tenant, filters: JobFilters | None = None) -> QuerySet[Job]:
+    jobs = Job.objects.for_tenant(tenant).select_related("template", "template_version")
+    filters = filters or JobFilters()
+    if filters.state:
+        jobs = jobs.filter(state=filters.state)
+    if filters.template_id:
+        jobs = jobs.filter(template_id=filters.template_id)
+    if filters.created_after:
+        jobs = jobs.filter(created_at__gte=filters.created_after)
+    if filters.created_before:
+        jobs = jobs.filter(created_at__lt=filters.created_before)
+    return jobs
+
+
+def template_list(*, tenant: Tenant, include_archived: bool = False) -> QuerySet[Template]:
+    templates = Template.objects.for_tenant(tenant)
+    if not include_archived:
+        templates = templates.filter(archived_at__isnull=True)
+    return templates.order_by("-created_at")
+
+
+def template_latest_version(*, template: Template) -> TemplateVersion | None:
+    return template.versions.order_by("-number").first()
+
+
+def queue_position(*, job: Job) -> int | None:
+    """How many jobs were queued before this one in the same state (1 = next)."""
+    if job.state != "queued":
+        return None
+    return Job.objects.filter(state="queued", created_at__lt=job.created_at).count() + 1

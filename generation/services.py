@@ -1,0 +1,349 @@
+"""Writes for templates and jobs. Every state change is one function in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+from rest_framework.exceptions import ValidationError
+
+from config.problems import ConflictProblem, PaymentRequired, Problem
+from generation import registry
+from generation.compiler import Plan, compile_plan
+from generation.models import (
+    CANCELABLE_STATES,
+    IdempotencyKey,
+    Job,
+    JobState,
+    JobTransition,
+    Template,
+    TemplateVersion,
+)
+from generation.storage import job_key, put_bytes
+from generation.variables import clean_values, definition_errors, placeholder_errors
+from tenants.models import ApiKey, Tenant
+
+logger = logging.getLogger(__name__)
+
+CONTENT_FIELDS = ("variables", "prompt", "negative_prompt", "title", "model", "width", "height",
+                  "fps", "duration_s")
+
+
+class IllegalTransition(Exception):
+    def __init__(self, job_id: object, from_state: str, to_state: str):
+        super().__init__(f"job {job_id}: {from_state} -> {to_state} is not allowed")
+        self.from_state = from_state
+        self.to_state = to_state
+
+
+# --- templates --------------------------------------------------------------------------------
+
+def template_content_errors(content: dict[str, Any]) -> dict[str, str]:
+    """Everything wrong with a template version's content, keyed by field."""
+    errors: dict[str, str] = {}
+    variables = content.get("variables", [])
+    errors.update(definition_errors(variables))
+    prompt = content.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        errors["prompt"] = "A prompt is required."
+    elif len(prompt) > 8000:
+        errors["prompt"] = "At most 8000 characters."
+    if isinstance(variables, list) and not errors:
+        for name in ("prompt", "negative_prompt", "title"):
+            errors.update(placeholder_errors(content.get(name) or "", variables, name))
+    try:
+        spec = registry.get_model(content["model"])
+    except KeyError:
+        errors["model"] = f"Unknown model. Available: {', '.join(sorted(registry.all_models()))}."
+        return errors
+    errors.update(registry.geometry_errors(
+        spec, width=content["width"], height=content["height"], fps=content["fps"],
+        duration_s=content["duration_s"]))
+    return errors
+
+
+def _with_defaults(content: dict[str, Any]) -> dict[str, Any]:
+    model = content.get("model") or settings.REELCAST_DEFAULT_MODEL
+    try:
+        spec = registry.get_model(model)
+    except KeyError:
+        spec = registry.get_model("preview")
+    return {
+        "variables": content.get("variables", []),
+        "prompt": content.get("prompt", ""),
+        "negative_prompt": content.get("negative_prompt", "") or "",
+        "title": content.get("title", "") or "",
+        "model": model,
+        "width": content.get("width") or spec.default_width,
+        "height": content.get("height") or spec.default_height,
+        "fps": content.get("fps") or spec.default_fps,
+        "duration_s": content.get("duration_s") or 5.0,
+    }
+
+
+def template_create(*, tenant: Tenant, name: str, kind: str, content: dict[str, Any],
+                    slug: str | None = None, actor: AbstractBaseUser | None = None) -> Template:
+    """A template with its first version. Invalid content creates nothing."""
+    full = _with_defaults(content)
+    errors = template_content_errors(full)
+    slug = slug or slugify(name)[:80] or "template"
+    if Template.objects.for_tenant(tenant).filter(slug=slug).exists():
+        errors["slug"] = f"This tenant already has a template '{slug}'."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        template = Template.objects.create(tenant=tenant, name=name, slug=slug, kind=kind)
+        TemplateVersion.objects.create(tenant=tenant, template=template, number=1,
+                                       created_by=actor, **full)
+    return template
+
+
+def template_update(*, template: Template, name: str | None = None,
+                    content: dict[str, Any] | None = None,
+                    actor: AbstractBaseUser | None = None) -> Template:
+    """Rename, and/or publish a new version when the content changes (versions never change)."""
+    with transaction.atomic():
+        template = Template.objects.select_for_update().get(pk=template.pk)
+        latest = template.versions.order_by("-number").first()
+        if content:
+            current = {f: getattr(latest, f) for f in CONTENT_FIELDS}
+            merged = {**current, **{k: v for k, v in content.items() if k in CONTENT_FIELDS}}
+            errors = template_content_errors(merged)
+            if errors:
+                raise ValidationError(errors)
+            if merged != current:
+                TemplateVersion.objects.create(tenant=template.tenant, template=template,
+                                               number=latest.number + 1, created_by=actor,
+                                               **merged)
+        if name is not None and name != template.name:
+            template.name = name
+        template.save()
+    return template
+
+
+def template_archive(*, template: Template) -> Template:
+    """Archived templates keep their versions and jobs but take no new jobs."""
+    if template.archived_at is None:
+        template.archived_at = timezone.now()
+        template.save(update_fields=["archived_at", "updated_at"])
+    return template
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobRequest:
+    template: Template
+    values: dict[str, Any]
+    version_number: int | None = None
+    model: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: int | None = None
+    duration_s: float | None = None
+    seed: int | None = None
+    end_user: str = ""
+
+
+@dataclass(frozen=True)
+class JobCreated:
+    job: Job
+    replayed: bool
+
+
+def request_fingerprint(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _idempotent_hit(tenant: Tenant, key: str, fingerprint: str) -> Job | None:
+    cutoff = timezone.now() - timedelta(seconds=settings.REELCAST_IDEMPOTENCY_TTL_S)
+    record = (IdempotencyKey.objects.for_tenant(tenant).select_related("job")
+              .filter(key=key, created_at__gte=cutoff).first())
+    if record is None:
+        return None
+    if record.fingerprint != fingerprint:
+        raise ConflictProblem(
+            "This Idempotency-Key was already used with a different request body.",
+            code="idempotency_key_reused")
+    return record.job
+
+
+def job_create(*, tenant: Tenant, request: JobRequest, actor_user: AbstractBaseUser | None = None,
+               actor_key: ApiKey | None = None, idempotency_key: str | None = None,
+               fingerprint: str = "") -> JobCreated:
+    """Validate, pin the template version, record the job as queued, and enqueue it on commit.
+
+    With an Idempotency-Key the same key and body return the original job; the same key with
+    another body is a 409. Nothing is created when anything is invalid.
+    """
+    if idempotency_key:
+        existing = _idempotent_hit(tenant, idempotency_key, fingerprint)
+        if existing is not None:
+            return JobCreated(existing, replayed=True)
+    if not tenant.is_active:
+        raise PaymentRequired(
+            f"The tenant is suspended: {tenant.suspended_reason or 'contact your administrator'}.",
+            code="tenant_suspended")
+    template = request.template
+    if template.archived_at is not None:
+        raise Problem("This template is archived and takes no new jobs.", code="template_archived",
+                      status_code=409)
+    versions = template.versions.order_by("-number")
+    version = (versions.filter(number=request.version_number).first()
+               if request.version_number else versions.first())
+    if version is None:
+        raise ValidationError({"template_version": "No such version of this template."})
+
+    cleaned, errors = clean_values(version.variables, request.values)
+    model = request.model or version.model
+    width = request.width or version.width
+    height = request.height or version.height
+    fps = request.fps or version.fps
+    duration_s = request.duration_s or version.duration_s
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    try:
+        spec = registry.get_model(model)
+    except KeyError:
+        errors["model"] = f"Unknown model. Available: {', '.join(sorted(registry.all_models()))}."
+        raise ValidationError(errors) from None
+    if cleaned.images and "i2v" not in spec.modes:
+        errors["model"] = f"{model} cannot take a reference image."
+    plan: Plan | None = None
+    if not errors:
+        plan = compile_plan(prompt=version.prompt, negative_prompt=version.negative_prompt,
+                            title=version.title, values=cleaned.values, spec=spec, fps=fps,
+                            duration_s=duration_s, seed=seed)
+        errors.update(registry.geometry_errors(spec, width=width, height=height, fps=fps,
+                                               duration_s=duration_s,
+                                               frames_per_shot=plan.frames_per_shot))
+    if errors:
+        raise ValidationError(errors)
+    assert plan is not None
+
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                tenant=tenant, template=template, template_version=version,
+                values=cleaned.values, model=model, width=width, height=height, fps=fps,
+                duration_s=duration_s, seed=seed, title=plan.title,
+                shots=[shot.as_dict() for shot in plan.shots], end_user=request.end_user,
+                state=JobState.QUEUED, created_by=actor_user, created_by_key=actor_key,
+            )
+            if cleaned.images:
+                values = dict(job.values)
+                for name, data in cleaned.images.items():
+                    key = put_bytes(job_key(job, f"inputs/{name}.png"), data)
+                    stored.append(key)
+                    values[name] = {"image": name, "key": key}
+                Job.objects.filter(pk=job.pk).update(values=values)
+                job.values = values
+            JobTransition.objects.create(job=job, from_state="", to_state=JobState.QUEUED,
+                                         at=job.created_at, reason="created")
+            if idempotency_key:
+                IdempotencyKey.objects.create(tenant=tenant, key=idempotency_key,
+                                              fingerprint=fingerprint, job=job)
+            from generation.tasks import enqueue_job
+
+            job_id = job.id
+            transaction.on_commit(lambda: enqueue_job(job_id))
+    except IntegrityError:
+        # Another request with the same Idempotency-Key won the race: answer as it did.
+        from generation.storage import delete_keys
+
+        delete_keys(stored)
+        if idempotency_key:
+            existing = _idempotent_hit(tenant, idempotency_key, fingerprint)
+            if existing is not None:
+                return JobCreated(existing, replayed=True)
+        raise
+    except Exception:
+        from generation.storage import delete_keys
+
+        delete_keys(stored)
+        raise
+    return JobCreated(job, replayed=False)
+
+
+def job_transition(*, job: Job, to_state: str, reason: str = "", **fields: Any) -> Job:
+    """Move ``job`` to ``to_state`` if that move is legal from the state it is in *now*.
+
+    The update is conditional on the state read, so two workers (or a worker and a cancel) can
+    never both move the same job; the loser gets IllegalTransition.
+    """
+    to_state = JobState(to_state)
+    now = timezone.now()
+    with transaction.atomic():
+        current = Job.objects.filter(pk=job.pk).values_list("state", flat=True).first()
+        if current is None or not Job(state=current).can_move_to(to_state):
+            raise IllegalTransition(job.pk, current or "", to_state)
+        updates: dict[str, Any] = {"state": to_state, "updated_at": now, **fields}
+        if to_state == JobState.RUNNING and "started_at" not in fields:
+            updates["started_at"] = now
+        if to_state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.BLOCKED):
+            updates["finished_at"] = now
+        if to_state == JobState.SUCCEEDED:
+            updates["progress"] = 100
+        changed = Job.objects.filter(pk=job.pk, state=current).update(**updates)
+        if not changed:
+            raise IllegalTransition(job.pk, current, to_state)
+        JobTransition.objects.create(job_id=job.pk, from_state=current, to_state=to_state, at=now,
+                                     reason=reason[:300])
+    for name, value in updates.items():
+        setattr(job, name, value)
+    return job
+
+
+def job_fail(*, job: Job, code: str, message: str) -> Job:
+    return job_transition(job=job, to_state=JobState.FAILED, reason=code, error_code=code,
+                          error_message=message[:1000])
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (the worker ends it in one step)."""
+    job.refresh_from_db(fields=["state", "cancel_requested_at"])
+    if job.state not in CANCELABLE_STATES:
+        raise Problem(f"A {job.state} job cannot be canceled.", code="not_cancelable",
+                      status_code=409)
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
+    if job.state == JobState.QUEUED:
+        try:
+            return job_transition(job=job, to_state=JobState.CANCELED, reason="canceled while queued")
+        except IllegalTransition:
+            pass  # a worker picked it up meanwhile; it sees cancel_requested_at and stops
+    job.refresh_from_db()
+    return job
+
+
+def job_set_progress(*, job_id: object, progress: int) -> None:
+    """Progress only moves forward, and only while the job is still being worked on."""
+    Job.objects.filter(
+        pk=job_id, progress__lt=progress,
+        state__in=[JobState.RUNNING, JobState.POSTPROCESSING, JobState.MODERATING],
+    ).update(progress=min(99, progress), updated_at=timezone.now())
+
+
+def job_record_attempt(*, job: Job) -> int:
+    Job.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)
+    job.refresh_from_db(fields=["attempts"])
+    return job.attempts
+
+
+def idempotency_sweep(*, older_than: timedelta | None = None) -> int:
+    """Forget Idempotency-Keys past their retention (24 h by default)."""
+    ttl = older_than or timedelta(seconds=settings.REELCAST_IDEMPOTENCY_TTL_S)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=timezone.now() - ttl).delete()
+    return deleted

@@ -1,0 +1,234 @@
+"""Typed template variables: their definitions, and the values a job supplies for them.
+
+Definitions are checked when a template version is saved; values are checked when a job is
+created. Both report every problem at once, keyed by a dotted field path, so the API can answer
+one 400 listing them all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+TYPES = ("text", "choice", "number", "image")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z0-9_]{0,31})\}")
+TEXT_MAX_LENGTH = 2000
+_DEFINITION_KEYS = {
+    "name", "type", "label", "required", "min_length", "max_length", "pattern", "choices",
+    "min", "max", "integer", "default", "public",
+}
+
+
+def definition_errors(variables: Any) -> dict[str, str]:
+    """Problems with a list of variable definitions, keyed ``variables.<i>.<key>``."""
+    errors: dict[str, str] = {}
+    if not isinstance(variables, list):
+        return {"variables": "Must be a list of variable definitions."}
+    if len(variables) > 50:
+        errors["variables"] = "At most 50 variables."
+    seen: set[str] = set()
+    for i, var in enumerate(variables):
+        path = f"variables.{i}"
+        if not isinstance(var, dict):
+            errors[path] = "Each variable is an object with at least 'name' and 'type'."
+            continue
+        unknown = set(var) - _DEFINITION_KEYS
+        if unknown:
+            errors[path] = f"Unknown keys: {', '.join(sorted(unknown))}."
+        name = var.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            errors[f"{path}.name"] = "Use 1-32 lower-case letters, digits or '_', starting with a letter."
+        elif name in seen:
+            errors[f"{path}.name"] = f"'{name}' is defined twice."
+        else:
+            seen.add(name)
+        kind = var.get("type")
+        if kind not in TYPES:
+            errors[f"{path}.type"] = f"Must be one of {', '.join(TYPES)}."
+            continue
+        if "required" in var and not isinstance(var["required"], bool):
+            errors[f"{path}.required"] = "Must be true or false."
+        if kind == "text":
+            for key in ("min_length", "max_length"):
+                value = var.get(key)
+                if value is not None and (not _is_int(value) or not 0 <= value <= TEXT_MAX_LENGTH):
+                    errors[f"{path}.{key}"] = f"Must be a whole number from 0 to {TEXT_MAX_LENGTH}."
+            pattern = var.get("pattern")
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except (re.error, TypeError):
+                    errors[f"{path}.pattern"] = "Not a valid regular expression."
+        elif kind == "choice":
+            choices = var.get("choices")
+            if (not isinstance(choices, list) or not 1 <= len(choices) <= 100
+                    or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in choices)):
+                errors[f"{path}.choices"] = "A choice needs 1-100 non-empty strings."
+            elif len(set(choices)) != len(choices):
+                errors[f"{path}.choices"] = "Choices must be unique."
+        elif kind == "number":
+            for key in ("min", "max"):
+                if key in var and not _is_number(var[key]):
+                    errors[f"{path}.{key}"] = "Must be a number."
+        if "default" in var and isinstance(name, str) and not errors.get(f"{path}.type"):
+            default_errors, _ = _clean_one({**var, "required": True}, var["default"],
+                                           f"{path}.default", images={})
+            errors.update(default_errors)
+    return errors
+
+
+def placeholder_errors(text: str, variables: list[dict], field_name: str) -> dict[str, str]:
+    """Every ``{name}`` in ``text`` must be a defined non-image variable."""
+    names = {v.get("name"): v.get("type") for v in variables if isinstance(v, dict)}
+    for name in PLACEHOLDER_RE.findall(text or ""):
+        if name not in names:
+            return {field_name: f"Placeholder {{{name}}} is not a defined variable."}
+        if names[name] == "image":
+            return {field_name: f"Placeholder {{{name}}} is an image and cannot go into text."}
+    return {}
+
+
+def fill(text: str, values: dict[str, Any]) -> str:
+    """Insert values in one pass; a value is data and is never expanded again."""
+    return PLACEHOLDER_RE.sub(lambda m: _as_text(values.get(m.group(1), "")), text or "")
+
+
+@dataclass
+class CleanedValues:
+    values: dict[str, Any]
+    images: dict[str, bytes] = field(default_factory=dict)  # name -> normalised PNG
+
+
+def clean_values(variables: list[dict], raw: Any) -> tuple[CleanedValues, dict[str, str]]:
+    """Validate a job's values against the definitions: (cleaned values, errors)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return CleanedValues({}), {"values": "Must be an object of variable name to value."}
+    errors: dict[str, str] = {}
+    known = {v["name"] for v in variables}
+    for name in raw:
+        if name not in known:
+            errors[f"values.{name}"] = "Unknown variable for this template."
+    cleaned: dict[str, Any] = {}
+    images: dict[str, bytes] = {}
+    for var in variables:
+        name = var["name"]
+        path = f"values.{name}"
+        if name not in raw or raw[name] is None or raw[name] == "":
+            if "default" in var:
+                cleaned[name] = var["default"]
+            elif var.get("required", True):
+                errors[path] = "This variable is required."
+            continue
+        var_errors, value = _clean_one(var, raw[name], path, images=images)
+        errors.update(var_errors)
+        if not var_errors:
+            cleaned[name] = value
+    return CleanedValues(cleaned, images), errors
+
+
+def _clean_one(var: dict, value: Any, path: str, *, images: dict[str, bytes]) -> tuple[dict[str, str], Any]:
+    kind = var["type"]
+    if kind == "text":
+        if not isinstance(value, str):
+            return {path: "Must be text."}, None
+        text = unicodedata.normalize("NFC", value).strip()
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text):
+            return {path: "Control or invisible formatting characters are not allowed."}, None
+        max_length = var.get("max_length") or 200
+        min_length = var.get("min_length") or 0
+        if len(text) > max_length:
+            return {path: f"At most {max_length} characters (got {len(text)})."}, None
+        if len(text) < min_length:
+            return {path: f"At least {min_length} characters."}, None
+        pattern = var.get("pattern")
+        if pattern and not re.fullmatch(pattern, text):
+            return {path: "Does not match the allowed pattern for this variable."}, None
+        return {}, text
+    if kind == "choice":
+        if value not in var.get("choices", []):
+            return {path: f"Must be one of: {', '.join(var.get('choices', []))}."}, None
+        return {}, value
+    if kind == "number":
+        if not _is_number(value):
+            return {path: "Must be a number."}, None
+        if var.get("integer") and not _is_int(value):
+            return {path: "Must be a whole number."}, None
+        if "min" in var and value < var["min"]:
+            return {path: f"Must be at least {var['min']}."}, None
+        if "max" in var and value > var["max"]:
+            return {path: f"Must be at most {var['max']}."}, None
+        return {}, value
+    if kind == "image":
+        if not isinstance(value, str):
+            return {path: "Send the image as a data URL (data:image/png;base64,…)."}, None
+        try:
+            images[var["name"]] = normalise_image(decode_data_url(value))
+        except ImageRejected as exc:
+            return {path: str(exc)}, None
+        return {}, {"image": var["name"]}
+    return {path: "Unsupported variable type."}, None
+
+
+class ImageRejected(ValueError):
+    pass
+
+
+def decode_data_url(value: str) -> bytes:
+    header, sep, payload = value.partition(",")
+    if not sep or not header.startswith("data:image/") or ";base64" not in header:
+        raise ImageRejected("Send the image as a base64 data URL (data:image/png;base64,…).")
+    limit = settings.REELCAST_MAX_IMAGE_BYTES
+    if len(payload) * 3 // 4 > limit:
+        raise ImageRejected(f"The image is larger than {limit} bytes.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageRejected("The image data is not valid base64.") from None
+
+
+def normalise_image(data: bytes) -> bytes:
+    """A real image, within the pixel cap, upright, stripped of metadata, as PNG."""
+    max_pixels = settings.REELCAST_MAX_IMAGE_PIXELS
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            if probe.format not in ("PNG", "JPEG", "WEBP"):
+                raise ImageRejected("Only PNG, JPEG or WebP images are accepted.")
+            width, height = probe.size
+            if width * height > max_pixels:
+                raise ImageRejected(f"The image has {width * height} pixels; the limit is {max_pixels}.")
+            probe.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+    except ImageRejected:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, ValueError):
+        raise ImageRejected("The file is not a readable image.") from None
+    out = io.BytesIO()
+    upright.save(out, format="PNG")  # a fresh file: no EXIF, no text chunks
+    return out.getvalue()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ""
+    return str(value)

@@ -1,0 +1,142 @@
+"""Seed the demo: a school and a shop, a template each, a demo user, and fresh keys.
+
+Idempotent: tenants, templates and the user are created once. Keys are stored hashed and so
+cannot be shown again; every run revokes the previous demo keys and mints new ones, so there is
+always exactly one live demo key of each kind per tenant, and this run prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from generation.models import Template
+from generation.services import template_create
+from tenants.models import ApiKey, Role, Tenant
+from tenants.services import apikey_create, membership_set
+
+DEMO_USERNAME = "demo"
+DEMO_KEY_NAMES = ("demo secret key", "demo storefront key")
+
+SCHOOL_TEMPLATE = {
+    "name": "A story of courage",
+    "slug": "courage-story",
+    "kind": Template.Kind.CHARACTER,
+    "content": {
+        "variables": [
+            {"name": "name", "type": "text", "label": "Student name", "max_length": 32,
+             "pattern": r"[\w\u4e00-\u9fff][\w\u4e00-\u9fff '\-]*"},
+            {"name": "virtue", "type": "choice", "label": "Virtue",
+             "choices": ["courage", "honesty", "kindness"], "default": "courage"},
+            {"name": "place", "type": "text", "label": "Where it happens", "required": False,
+             "default": "the school playground", "max_length": 60},
+        ],
+        "prompt": (
+            "{name} stands at the edge of {place}, looking worried.\n\n"
+            "{name} takes a deep breath and shows {virtue}, helping a classmate.\n\n"
+            "{name} smiles as the class cheers; the sun comes out."
+        ),
+        "negative_prompt": "blurry, text artifacts, violence",
+        "title": "{name} · a story of {virtue}",
+        "model": "preview",
+        "width": 854,
+        "height": 480,
+        "fps": 24,
+        "duration_s": 6.0,
+    },
+}
+
+SHOP_TEMPLATE = {
+    "name": "The Hudson wool coat in New York",
+    "slug": "hudson-coat-nyc",
+    "kind": Template.Kind.PRODUCT,
+    "content": {
+        "variables": [
+            {"name": "shopper", "type": "text", "label": "Your first name", "required": False,
+             "default": "You", "max_length": 32},
+            {"name": "scene", "type": "choice", "label": "Scene",
+             "choices": ["a New York street at dusk", "Central Park in the snow",
+                         "a SoHo café terrace"], "default": "a New York street at dusk"},
+            {"name": "photo", "type": "image", "label": "Your photo", "required": False},
+        ],
+        "prompt": (
+            "{shopper} walks down {scene} wearing the camel Hudson wool coat, "
+            "city lights reflecting on the fabric, cinematic tracking shot."
+        ),
+        "negative_prompt": "distorted hands, logo artifacts",
+        "title": "{shopper} in the Hudson coat",
+        "model": "preview",
+        "width": 854,
+        "height": 480,
+        "fps": 24,
+        "duration_s": 5.0,
+    },
+}
+
+
+class Command(BaseCommand):
+    help = "Create (once) the demo tenants, templates and user; print fresh demo API keys."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print the keys as JSON")
+        parser.add_argument("--public-origin", default=os.environ.get(
+            "REELCAST_DEMO_ORIGIN", "http://127.0.0.1:8000"),
+            help="origin the storefront key is allowed from")
+
+    def handle(self, *args, **options):
+        password = os.environ.get("REELCAST_DEMO_PASSWORD", "reelcast-demo")
+        with transaction.atomic():
+            user, created = get_user_model().objects.get_or_create(
+                username=DEMO_USERNAME, defaults={"email": "demo@example.com"})
+            if created:
+                user.set_password(password)
+                user.save()
+            school = self._tenant("Maple Primary School", "maple-primary", Tenant.Kind.SCHOOL)
+            shop = self._tenant("Northwind Outfitters", "northwind", Tenant.Kind.SHOP)
+            membership_set(tenant=school, user=user, role=Role.OWNER)
+            membership_set(tenant=shop, user=user, role=Role.OWNER)
+            school_template = self._template(school, SCHOOL_TEMPLATE)
+            shop_template = self._template(shop, SHOP_TEMPLATE)
+            ApiKey.objects.filter(tenant__in=[school, shop], name__in=DEMO_KEY_NAMES,
+                                  revoked_at__isnull=True).update(revoked_at=timezone.now())
+            school_key = apikey_create(tenant=school, kind=ApiKey.Kind.SECRET,
+                                       name=DEMO_KEY_NAMES[0]).raw_key
+            shop_key = apikey_create(tenant=shop, kind=ApiKey.Kind.SECRET,
+                                     name=DEMO_KEY_NAMES[0]).raw_key
+            shop_pk = apikey_create(
+                tenant=shop, kind=ApiKey.Kind.PUBLISHABLE, name=DEMO_KEY_NAMES[1],
+                allowed_origins=[options["public_origin"]],
+                allowed_template_ids=[str(shop_template.id)]).raw_key
+        out = {
+            "username": DEMO_USERNAME,
+            "password": password if user.check_password(password) else "(changed by you)",
+            "school": {"tenant": school.slug, "template": str(school_template.id),
+                       "secret_key": school_key},
+            "shop": {"tenant": shop.slug, "template": str(shop_template.id),
+                     "secret_key": shop_key, "publishable_key": shop_pk},
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(out, indent=2))
+            return
+        self.stdout.write(f"demo user: {DEMO_USERNAME} / {out['password']}")
+        self.stdout.write(f"school ({school.slug}) template {school_template.id}")
+        self.stdout.write(f"  secret key:      {school_key}")
+        self.stdout.write(f"shop ({shop.slug}) template {shop_template.id}")
+        self.stdout.write(f"  secret key:      {shop_key}")
+        self.stdout.write(f"  publishable key: {shop_pk}")
+
+    def _tenant(self, name: str, slug: str, kind: str) -> Tenant:
+        tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": name, "kind": kind})
+        return tenant
+
+    def _template(self, tenant: Tenant, spec: dict) -> Template:
+        existing = Template.objects.for_tenant(tenant).filter(slug=spec["slug"]).first()
+        if existing is not None:
+            return existing
+        return template_create(tenant=tenant, name=spec["name"], kind=spec["kind"],
+                               slug=spec["slug"], content=dict(spec["content"]))

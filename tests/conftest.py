@@ -1,0 +1,77 @@
+"""Shared fixtures: tenants, keys, API clients, and captured on-commit tasks."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests import factories
+
+REQUIRE_SERVICES = os.environ.get("REELCAST_REQUIRE_SERVICES") == "1"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port),
+                                      timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if not _reachable(url, 6379):
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis is required (REELCAST_REQUIRE_SERVICES=1) but {url} is down")
+        pytest.skip(f"Redis not reachable at {url}")
+    return url
+
+
+@pytest.fixture
+def tenant(db):
+    return factories.make_tenant(name="Maple School")
+
+
+@pytest.fixture
+def other_tenant(db):
+    return factories.make_tenant(name="Other Shop", kind="shop")
+
+
+@pytest.fixture
+def template(tenant):
+    return factories.make_template(tenant)
+
+
+def key_client(raw_key: str, **headers: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}", **headers)
+    return client
+
+
+@pytest.fixture
+def api(tenant) -> APIClient:
+    """A client authenticated with a secret key of ``tenant``."""
+    return key_client(factories.make_secret_key(tenant))
+
+
+@pytest.fixture
+def other_api(other_tenant) -> APIClient:
+    return key_client(factories.make_secret_key(other_tenant))
+
+
+@pytest.fixture
+def run_on_commit(django_capture_on_commit_callbacks):
+    """Run the pipeline the way production does: enqueued on commit (sync cluster in tests)."""
+
+    def runner(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return runner

@@ -1,0 +1,62 @@
+"""Plain factories: each makes one valid object through the services, with overridable bits."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+from generation.models import Template
+from generation.services import template_create
+from tenants.models import ApiKey, Role, Tenant
+from tenants.services import apikey_create, membership_set, tenant_create
+
+_counter = itertools.count(1)
+
+CHARACTER_CONTENT: dict[str, Any] = {
+    "variables": [
+        {"name": "name", "type": "text", "max_length": 32},
+        {"name": "virtue", "type": "choice", "choices": ["courage", "honesty"],
+         "default": "courage"},
+        {"name": "age", "type": "number", "required": False, "min": 3, "max": 18,
+         "integer": True},
+    ],
+    "prompt": "{name} shows {virtue} in the playground.",
+    "negative_prompt": "blurry",
+    "title": "{name} and {virtue}",
+    "model": "preview",
+    "width": 128,
+    "height": 96,
+    "fps": 8,
+    "duration_s": 1.0,
+}
+
+
+def make_tenant(**kwargs: Any) -> Tenant:
+    n = next(_counter)
+    return tenant_create(name=kwargs.pop("name", f"Tenant {n}"), slug=kwargs.pop("slug", f"tenant-{n}"),
+                         kind=kwargs.pop("kind", Tenant.Kind.SCHOOL), **kwargs)
+
+
+def make_user(username: str | None = None):
+    return get_user_model().objects.create_user(username=username or f"user{next(_counter)}",
+                                                password="pw-for-tests-123")
+
+
+def make_member(tenant: Tenant, role: str = Role.OWNER, username: str | None = None):
+    user = make_user(username)
+    membership_set(tenant=tenant, user=user, role=role)
+    return user
+
+
+def make_secret_key(tenant: Tenant) -> str:
+    return apikey_create(tenant=tenant, kind=ApiKey.Kind.SECRET, name="test").raw_key
+
+
+def make_template(tenant: Tenant, **content: Any) -> Template:
+    n = next(_counter)
+    return template_create(tenant=tenant, name=content.pop("name", f"Template {n}"),
+                           slug=content.pop("slug", f"template-{n}"),
+                           kind=content.pop("kind", Template.Kind.CHARACTER),
+                           content={**CHARACTER_CONTENT, **content})

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from generation.models import Template
+
+pytestmark = pytest.mark.django_db
+
+BODY = {
+    "name": "Honesty story",
+    "kind": "character",
+    "variables": [{"name": "name", "type": "text", "max_length": 32},
+                  {"name": "friend", "type": "text", "required": False, "default": "a friend"}],
+    "prompt": "{name} finds a wallet.\n\n{name} returns it to {friend}.",
+    "title": "{name} tells the truth",
+    "width": 320, "height": 192, "fps": 12, "duration_s": 2,
+}
+
+
+def test_it_creates_a_template_with_version_1_and_defaults(api):
+    response = api.post("/api/v1/templates/", BODY, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["slug"] == "honesty-story"
+    assert body["version"]["number"] == 1
+    assert body["version"]["model"] == "preview"
+    assert api.get(f"/api/v1/templates/{body['id']}/").json()["name"] == "Honesty story"
+
+
+def test_editing_content_publishes_a_new_version_and_renaming_does_not(api):
+    template_id = api.post("/api/v1/templates/", BODY, format="json").json()["id"]
+    renamed = api.patch(f"/api/v1/templates/{template_id}/", {"name": "Renamed"}, format="json")
+    assert renamed.json()["version"]["number"] == 1
+    edited = api.patch(f"/api/v1/templates/{template_id}/", {"duration_s": 3}, format="json")
+    assert edited.json()["version"]["number"] == 2
+    versions = api.get(f"/api/v1/templates/{template_id}/versions/").json()
+    assert [(v["number"], v["duration_s"]) for v in versions] == [(1, 2.0), (2, 3.0)]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"prompt": "hello {nobody}"}, "prompt"),
+    ({"title": "{missing} title"}, "title"),
+    ({"variables": [{"name": "Bad Name", "type": "text"}]}, "variables.0.name"),
+    ({"variables": [{"name": "a", "type": "colour"}]}, "variables.0.type"),
+    ({"variables": [{"name": "a", "type": "text", "pattern": "("}]}, "variables.0.pattern"),
+    ({"variables": [{"name": "a", "type": "choice", "choices": []}]}, "variables.0.choices"),
+    ({"variables": [{"name": "a", "type": "text"}, {"name": "a", "type": "text"}]},
+     "variables.1.name"),
+    ({"model": "nope"}, "model"),
+    ({"width": 321}, "width"),
+    ({"kind": "poem"}, "kind"),
+])
+def test_invalid_templates_are_400_and_create_nothing(api, change, field):
+    response = api.post("/api/v1/templates/", {**BODY, **change}, format="json")
+    assert response.status_code == 400
+    assert field in [e["field"] for e in response.json()["errors"]]
+    assert Template.objects.count() == 0
+
+
+def test_an_invalid_edit_keeps_the_current_version(api):
+    template_id = api.post("/api/v1/templates/", BODY, format="json").json()["id"]
+    response = api.patch(f"/api/v1/templates/{template_id}/", {"prompt": "{ghost}"}, format="json")
+    assert response.status_code == 400
+    assert Template.objects.get().versions.count() == 1
+
+
+def test_a_duplicate_slug_is_400(api):
+    api.post("/api/v1/templates/", BODY, format="json")
+    response = api.post("/api/v1/templates/", BODY, format="json")
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["slug"]
+
+
+def test_archived_templates_leave_the_list_but_stay_readable(api):
+    template_id = api.post("/api/v1/templates/", BODY, format="json").json()["id"]
+    api.delete(f"/api/v1/templates/{template_id}/")
+    assert api.get("/api/v1/templates/").json()["results"] == []
+    assert len(api.get("/api/v1/templates/?archived=true").json()["results"]) == 1
+    assert api.get(f"/api/v1/templates/{template_id}/").json()["archived_at"] is not None

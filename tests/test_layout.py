@@ -1,0 +1,55 @@
+"""The project's structural rules, checked."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_import_platform_is_the_standard_library_module():
+    import platform
+
+    assert not (ROOT / "platform" / "__init__.py").exists()
+    assert Path(platform.__file__).parent == Path(sysconfig.get_paths()["stdlib"])
+    assert callable(platform.python_version)
+
+
+def test_web_process_never_imports_torch_or_diffusers():
+    code = (
+        "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE']='config.settings_test'; "
+        "django.setup(); import config.urls, generation.tasks, generation.backends.wan; "
+        "from django.test import Client; Client().get('/api/v1/schema/'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch','diffusers','transformers')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+TENANT_OWNED = {"Template", "TemplateVersion", "Job", "IdempotencyKey", "ApiKey", "Membership",
+                "UsageEvent", "ModerationDecision"}
+
+
+def _unscoped_uses(path: Path) -> list[str]:
+    """`<TenantOwnedModel>.objects.<x>` where x is not for_tenant, in request-facing modules."""
+    problems = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "objects" and isinstance(node.value.value, ast.Name)
+                and node.value.value.id in TENANT_OWNED and node.attr != "for_tenant"):
+            problems.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value.value.id}.objects.{node.attr}")
+    return problems
+
+
+def test_request_facing_modules_only_query_tenant_data_through_for_tenant():
+    modules = [p for app in ("tenants", "generation", "billing", "moderation")
+               for name in ("api.py", "views.py", "selectors.py") if (p := ROOT / app / name).exists()]
+    assert modules, "no request-facing modules found"
+    problems = [problem for module in modules for problem in _unscoped_uses(module)]
+    # The only exception: resolving the key itself happens before a tenant is known.
+    assert problems == []
