@@ -199,6 +199,9 @@ REELCAST_MAX_IMAGE_PIXELS = env_int("REELCAST_MAX_IMAGE_PIXELS", 40_000_000)
 REELCAST_IDEMPOTENCY_TTL_S = env_int("REELCAST_IDEMPOTENCY_TTL_S", 24 * 3600)
 REELCAST_DOWNLOAD_TTL_S = env_int("REELCAST_DOWNLOAD_TTL_S", 24 * 3600)
 REELCAST_PROGRESS_WRITE_INTERVAL_S = env_float("REELCAST_PROGRESS_WRITE_INTERVAL_S", 1.0)
+# How often a worker re-reads the cancel flag (a GPU step takes longer than this, so a cancel
+# lands within one step).
+REELCAST_CANCEL_POLL_S = env_float("REELCAST_CANCEL_POLL_S", 0.2)
 
 # --- models ---------------------------------------------------------------------------------
 REELCAST_MODEL_DIR = env_str("REELCAST_MODEL_DIR", "")

@@ -9,8 +9,8 @@ import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
 
-from config.settings import *  # noqa: E402,F403
-from config.settings import DATABASES, Q_CLUSTER  # noqa: E402
+from config.settings import *  # noqa: F403
+from config.settings import DATABASES, Q_CLUSTER
 
 _TMP = tempfile.mkdtemp(prefix="reelcast-test-")
 MEDIA_ROOT = os.path.join(_TMP, "media")
@@ -27,6 +27,7 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 REELCAST_PROGRESS_WRITE_INTERVAL_S = 0.0
+REELCAST_CANCEL_POLL_S = 0.0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that a worker process started by a test sees the same data.
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(_TMP, "test.sqlite3")}

@@ -175,6 +175,9 @@ class JobTransition(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state}"
+
 
 class IdempotencyKey(TenantOwnedModel):
     """Remembers which job an ``Idempotency-Key`` created, with a fingerprint of the request."""
@@ -188,3 +191,6 @@ class IdempotencyKey(TenantOwnedModel):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "key"], name="idempotency_unique_key"),
         ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -196,7 +196,9 @@ def _registry(overrides_key: str) -> dict[str, ModelSpec]:
 
 
 def all_models() -> dict[str, ModelSpec]:
-    return _registry(repr(getattr(settings, "REELCAST_MODELS", {})) + getattr(settings, "REELCAST_MODEL_DIR", ""))
+    return _registry(
+        repr(getattr(settings, "REELCAST_MODELS", {})) + getattr(settings, "REELCAST_MODEL_DIR", "")
+    )
 
 
 def get_model(name: str) -> ModelSpec:
@@ -204,17 +206,28 @@ def get_model(name: str) -> ModelSpec:
     return all_models()[name]
 
 
-def geometry_errors(spec: ModelSpec, *, width: int, height: int, fps: int,
-                    duration_s: float, frames_per_shot: list[int] | None = None) -> dict[str, str]:
+def geometry_errors(
+    spec: ModelSpec,
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    duration_s: float,
+    frames_per_shot: list[int] | None = None,
+) -> dict[str, str]:
     """Field -> reason for every size, rate or length this model will not take as given."""
     errors: dict[str, str] = {}
     m = spec.size_multiple
     if width <= 0 or width % m:
-        errors["width"] = f"{spec.name} needs a width that is a positive multiple of {m} (got {width})."
+        errors["width"] = (
+            f"{spec.name} needs a width that is a positive multiple of {m} (got {width})."
+        )
     elif width > spec.max_width:
         errors["width"] = f"{spec.name} allows at most {spec.max_width} px width (got {width})."
     if height <= 0 or height % m:
-        errors["height"] = f"{spec.name} needs a height that is a positive multiple of {m} (got {height})."
+        errors["height"] = (
+            f"{spec.name} needs a height that is a positive multiple of {m} (got {height})."
+        )
     elif height > spec.max_height:
         errors["height"] = f"{spec.name} allows at most {spec.max_height} px height (got {height})."
     if not 1 <= fps <= 60:

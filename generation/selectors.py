@@ -48,4 +48,5 @@ def queue_position(*, job: Job) -> int | None:
     """How many jobs were queued before this one in the same state (1 = next)."""
     if job.state != "queued":
         return None
-    return Job.objects.filter(state="queued", created_at__lt=job.created_at).count() + 1
+    ahead = Job.objects.filter(state="queued", created_at__lt=job.created_at)  # unscoped: a count
+    return ahead.count() + 1

@@ -7,6 +7,7 @@ and usage rows have deterministic ids.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -78,9 +79,9 @@ class _Progress:
 class _CancelCheck:
     """Reads the cancel flag from the database, at most every ``interval`` seconds."""
 
-    def __init__(self, job_id: object, interval: float = 0.2):
+    def __init__(self, job_id: object):
         self.job_id = job_id
-        self.interval = interval
+        self.interval = settings.REELCAST_CANCEL_POLL_S
         self.next_read = 0.0
         self.canceled = False
 
@@ -207,17 +208,13 @@ def _cancel_requested(job: Job) -> bool:
 
 
 def _cancel_quietly(job: Job, reason: str) -> None:
-    try:
+    with contextlib.suppress(IllegalTransition):  # it reached a final state another way
         job_transition(job=job, to_state=JobState.CANCELED, reason=reason)
-    except IllegalTransition:
-        pass
 
 
 def _fail_quietly(job: Job, code: str, message: str) -> None:
-    try:
+    with contextlib.suppress(IllegalTransition):
         job_fail(job=job, code=code, message=message)
-    except IllegalTransition:
-        pass
 
 
 def sweep_idempotency_keys() -> int:

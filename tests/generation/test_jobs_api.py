@@ -10,7 +10,6 @@ from PIL import Image
 
 from billing.models import UsageEvent
 from generation import tasks
-from generation.backends.base import GenerationCanceled
 from generation.models import IdempotencyKey, Job, JobState, Template
 from generation.postprocess.encode import probe_mp4
 from generation.storage import get_bytes
@@ -197,9 +196,19 @@ def test_a_suspended_tenant_gets_402_and_nothing_is_created(api, tenant, templat
 
 
 def test_an_archived_template_takes_no_jobs(api, template):
-    assert api.delete(f"/api/v1/templates/{template.id}/").status_code == 204
-    assert _create(api, template).status_code == 409
+    from generation.services import template_archive
+
+    template_archive(template=template)
+    response = _create(api, template)
+    assert response.status_code == 409
+    assert response.json()["code"] == "template_archived"
     assert Job.objects.count() == 0
+
+
+def _photo_template(tenant):
+    return factories.make_template(
+        tenant, variables=[{"name": "name", "type": "text"}, {"name": "photo", "type": "image"}],
+        prompt="{name} walks through the city.", title="{name}")
 
 
 def _png_data_url(size=(64, 48), colour=(200, 30, 30)) -> str:
@@ -209,8 +218,7 @@ def _png_data_url(size=(64, 48), colour=(200, 30, 30)) -> str:
 
 
 def test_an_image_value_is_verified_stored_under_the_tenant_and_used(api, tenant, run_on_commit):
-    template = factories.make_template(tenant, variables=[
-        {"name": "name", "type": "text"}, {"name": "photo", "type": "image"}])
+    template = _photo_template(tenant)
     response = run_on_commit(api.post, "/api/v1/jobs/", {
         "template": str(template.id), "values": {"name": "Ada", "photo": _png_data_url()}},
         format="json")
@@ -229,8 +237,7 @@ def test_an_image_value_is_verified_stored_under_the_tenant_and_used(api, tenant
     "https://example.com/a.png",
 ])
 def test_a_fake_or_broken_image_is_400(api, tenant, value):
-    template = factories.make_template(tenant, variables=[
-        {"name": "name", "type": "text"}, {"name": "photo", "type": "image"}])
+    template = _photo_template(tenant)
     response = api.post("/api/v1/jobs/", {"template": str(template.id),
                                           "values": {"name": "Ada", "photo": value}}, format="json")
     assert response.status_code == 400
@@ -239,8 +246,7 @@ def test_a_fake_or_broken_image_is_400(api, tenant, value):
 
 
 def test_a_decompression_bomb_is_refused(api, tenant):
-    template = factories.make_template(tenant, variables=[
-        {"name": "name", "type": "text"}, {"name": "photo", "type": "image"}])
+    template = _photo_template(tenant)
     with override_settings(REELCAST_MAX_IMAGE_PIXELS=1000):
         response = api.post("/api/v1/jobs/", {"template": str(template.id), "values": {
             "name": "Ada", "photo": _png_data_url(size=(100, 100))}}, format="json")

@@ -71,9 +71,15 @@ def test_a_duplicate_slug_is_400(api):
     assert [e["field"] for e in response.json()["errors"]] == ["slug"]
 
 
-def test_archived_templates_leave_the_list_but_stay_readable(api):
+def test_archived_templates_leave_the_list_but_stay_readable(api, tenant):
+    from rest_framework.test import APIClient
+
+    from tests import factories
+
     template_id = api.post("/api/v1/templates/", BODY, format="json").json()["id"]
-    api.delete(f"/api/v1/templates/{template_id}/")
+    admin = APIClient()
+    admin.force_login(factories.make_member(tenant, role="admin"))
+    assert admin.delete(f"/api/v1/templates/{template_id}/").status_code == 204
     assert api.get("/api/v1/templates/").json()["results"] == []
     assert len(api.get("/api/v1/templates/?archived=true").json()["results"]) == 1
     assert api.get(f"/api/v1/templates/{template_id}/").json()["archived_at"] is not None
