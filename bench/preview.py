@@ -62,7 +62,7 @@ def clip_request() -> GenerationRequest:
                 negative_prompt="",
                 num_frames=first,
                 seed=1234,
-                scene_text="小明鼓起勇气，在全班同学面前大声说出了自己的想法。",  # noqa: RUF001
+                scene_text="小明鼓起勇气，在全班同学面前大声说出了自己的想法。",
             ),
             ShotSpec(
                 index=1,

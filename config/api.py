@@ -14,7 +14,8 @@ class StrictSerializer(serializers.Serializer):
             unknown = set(data) - set(self.fields)
             if unknown:
                 raise serializers.ValidationError(
-                    {name: "Unknown field." for name in sorted(unknown)})
+                    {name: "Unknown field." for name in sorted(unknown)}
+                )
         return super().to_internal_value(data)
 
 

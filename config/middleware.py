@@ -22,11 +22,14 @@ class BodySizeLimitMiddleware:
             try:
                 length = int(raw)
             except ValueError:
-                return problem_response(400, detail="Content-Length is not a number.",
-                                        code="bad_content_length")
+                return problem_response(
+                    400, detail="Content-Length is not a number.", code="bad_content_length"
+                )
             limit = settings.REELCAST_MAX_BODY_BYTES
             if length > limit:
                 return problem_response(
-                    413, detail=f"The body is {length} bytes; the limit is {limit} bytes.",
-                    code="payload_too_large")
+                    413,
+                    detail=f"The body is {length} bytes; the limit is {limit} bytes.",
+                    code="payload_too_large",
+                )
         return self.get_response(request)

@@ -25,9 +25,15 @@ class Problem(exceptions.APIException):
     default_code = "bad_request"
     default_detail = "The request could not be processed."
 
-    def __init__(self, detail: str | None = None, *, code: str | None = None,
-                 status_code: int | None = None, headers: dict[str, str] | None = None,
-                 errors: list[dict[str, str]] | None = None):
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ):
         super().__init__(detail or self.default_detail, code or self.default_code)
         if status_code:
             self.status_code = status_code
@@ -70,8 +76,9 @@ def field_errors(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     return out
 
 
-def problem_body(status_code: int, *, detail: str, code: str,
-                 errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def problem_body(
+    status_code: int, *, detail: str, code: str, errors: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": HTTPStatus(status_code).phrase,
@@ -89,8 +96,9 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     if isinstance(exc, Problem):
-        body = problem_body(exc.status_code, detail=str(exc.detail), code=exc.code,
-                            errors=exc.errors)
+        body = problem_body(
+            exc.status_code, detail=str(exc.detail), code=exc.code, errors=exc.errors
+        )
         for name, value in exc.headers.items():
             response[name] = value
     elif isinstance(exc, exceptions.ValidationError):
@@ -112,11 +120,15 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-def problem_response(status_code: int, *, detail: str, code: str,
-                     headers: dict[str, str] | None = None) -> JsonResponse:
+def problem_response(
+    status_code: int, *, detail: str, code: str, headers: dict[str, str] | None = None
+) -> JsonResponse:
     """The same shape for responses made outside DRF (404/500 handlers, middleware)."""
-    response = JsonResponse(problem_body(status_code, detail=detail, code=code),
-                            status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    response = JsonResponse(
+        problem_body(status_code, detail=detail, code=code),
+        status=status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
     for name, value in (headers or {}).items():
         response[name] = value
     return response

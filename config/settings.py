@@ -120,10 +120,13 @@ Q_CLUSTER = {
     "recycle": 200,
     "sync": env_bool("REELCAST_TASKS_SYNC", False),
     **_q_common,
-    # One cluster per GPU pool; a worker picks its pool with Q_CLUSTER_NAME=<pool>.
+    # One cluster per pool; a worker process picks its pool with Q_CLUSTER_NAME=<pool> and
+    # runs REELCAST_POOL_WORKERS task processes (1 = one GPU per worker process). A pool's
+    # ``capacity`` is the number of such slots across all its machines: the dispatcher never
+    # sends it more jobs than that.
     "ALT_CLUSTERS": {
-        name: {"workers": int(pool.get("capacity", 1)), **_q_common}
-        for name, pool in REELCAST_POOLS.items()
+        name: {"workers": env_int("REELCAST_POOL_WORKERS", 1), **_q_common}
+        for name in REELCAST_POOLS
         if name != "default"
     },
 }
@@ -203,6 +206,14 @@ REELCAST_PROGRESS_WRITE_INTERVAL_S = env_float("REELCAST_PROGRESS_WRITE_INTERVAL
 # lands within one step).
 REELCAST_CANCEL_POLL_S = env_float("REELCAST_CANCEL_POLL_S", 0.2)
 
+# --- scheduling -----------------------------------------------------------------------------
+REELCAST_PRIORITY_AGING_S = env_int("REELCAST_PRIORITY_AGING_S", 600)
+REELCAST_FAIR_SHARE_WINDOW_S = env_int("REELCAST_FAIR_SHARE_WINDOW_S", 3600)
+REELCAST_FAIR_SHARE_IN_FLIGHT_MS = env_int("REELCAST_FAIR_SHARE_IN_FLIGHT_MS", 60_000)
+REELCAST_LEASE_S = env_int("REELCAST_LEASE_S", 60)
+REELCAST_HEARTBEAT_S = env_float("REELCAST_HEARTBEAT_S", 10.0)
+REELCAST_WARM_UP = env_bool("REELCAST_WARM_UP", True)
+
 # --- models ---------------------------------------------------------------------------------
 REELCAST_MODEL_DIR = env_str("REELCAST_MODEL_DIR", "")
 REELCAST_MODELS: dict = env_json("REELCAST_MODELS", {})
@@ -211,6 +222,10 @@ REELCAST_HARDWARE_CLASS = env_str("REELCAST_HARDWARE_CLASS", "")
 REELCAST_WAN_OFFLOAD = env_str("REELCAST_WAN_OFFLOAD", "none")
 REELCAST_WAN_VAE_TILING = env_bool("REELCAST_WAN_VAE_TILING", False)
 REELCAST_WAN_ATTENTION = env_str("REELCAST_WAN_ATTENTION", "")
+REELCAST_WAN_DEVICE = env_str("REELCAST_WAN_DEVICE", "")  # "" = cuda when present, else cpu
+REELCAST_WAN_VAE_DTYPE = env_str("REELCAST_WAN_VAE_DTYPE", "float32")
+REELCAST_WAN_CACHE_GPU_BUDGET_GB = env_float("REELCAST_WAN_CACHE_GPU_BUDGET_GB", 0.0)
+REELCAST_WAN_CACHE_MAX_PIPELINES = env_int("REELCAST_WAN_CACHE_MAX_PIPELINES", 2)
 REELCAST_DEFAULT_MODEL = env_str("REELCAST_DEFAULT_MODEL", "preview")
 
 # --- auth, i18n, security -------------------------------------------------------------------

@@ -36,15 +36,31 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),
-    path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[],
-                                                      authentication_classes=[]), name="schema"),
-    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
-                                                        authentication_classes=[]), name="docs"),
-    path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema", permission_classes=[],
-                                                       authentication_classes=[]), name="redoc"),
+    path(
+        "api/v1/schema/",
+        SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
+        name="schema",
+    ),
+    path(
+        "api/v1/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="schema", permission_classes=[], authentication_classes=[]
+        ),
+        name="docs",
+    ),
+    path(
+        "api/v1/redoc/",
+        SpectacularRedocView.as_view(
+            url_name="schema", permission_classes=[], authentication_classes=[]
+        ),
+        name="redoc",
+    ),
     path("dl/<str:token>/<str:filename>", generation_views.download, name="download"),
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="auth/login.html"),
-         name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="auth/login.html"),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("app/", include("generation.urls")),
     path("admin/", admin.site.urls),

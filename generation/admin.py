@@ -7,7 +7,16 @@ class TemplateVersionInline(admin.TabularInline):
     model = TemplateVersion
     extra = 0
     can_delete = False
-    readonly_fields = ("number", "model", "width", "height", "fps", "duration_s", "prompt", "created_at")
+    readonly_fields = (
+        "number",
+        "model",
+        "width",
+        "height",
+        "fps",
+        "duration_s",
+        "prompt",
+        "created_at",
+    )
     fields = readonly_fields
 
 

@@ -18,6 +18,7 @@ from config.api import CreatedCursorPagination, StrictSerializer
 from generation import selectors, services
 from generation.delivery import signed_link
 from generation.models import Job, JobState, Template
+from generation.scheduler import Priority
 from tenants.models import Role
 from tenants.scoping import TenantScopedViewSet
 
@@ -108,6 +109,9 @@ class JobSerializer(serializers.Serializer):
     state = serializers.CharField()
     progress = serializers.IntegerField()
     queue_position = serializers.SerializerMethodField()
+    eta_s = serializers.FloatField(allow_null=True)
+    priority = serializers.IntegerField()
+    pool = serializers.CharField()
     values = serializers.SerializerMethodField()
     model = serializers.CharField()
     width = serializers.IntegerField()
@@ -131,8 +135,9 @@ class JobSerializer(serializers.Serializer):
 
     def get_values(self, job: Job) -> dict:
         # Stored image keys are internal; the API shows which variable held an image.
-        return {k: ({"image": v["image"]} if isinstance(v, dict) else v)
-                for k, v in job.values.items()}
+        return {
+            k: ({"image": v["image"]} if isinstance(v, dict) else v) for k, v in job.values.items()
+        }
 
     def get_error(self, job: Job) -> dict | None:
         if not job.error_code:
@@ -160,12 +165,21 @@ class JobCreateSerializer(StrictSerializer):
     end_user = serializers.CharField(required=False, allow_blank=True, max_length=128)
 
 
-LinkSerializer = inline_serializer("SignedLink", {
-    "url": serializers.URLField(), "expires_at": serializers.DateTimeField(),
-})
-DownloadSerializer = inline_serializer("JobDownload", {
-    "video": LinkSerializer, "poster": LinkSerializer, "video_bytes": serializers.IntegerField(),
-})
+LinkSerializer = inline_serializer(
+    "SignedLink",
+    {
+        "url": serializers.URLField(),
+        "expires_at": serializers.DateTimeField(),
+    },
+)
+DownloadSerializer = inline_serializer(
+    "JobDownload",
+    {
+        "video": LinkSerializer,
+        "poster": LinkSerializer,
+        "video_bytes": serializers.IntegerField(),
+    },
+)
 
 # --- views ------------------------------------------------------------------------------------
 
@@ -200,8 +214,13 @@ class TemplateViewSet(TenantScopedViewSet):
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         template = services.template_create(
-            tenant=self.tenant_context.tenant, name=data.pop("name"), kind=data.pop("kind"),
-            slug=data.pop("slug", None), content=data, actor=self.tenant_context.user)
+            tenant=self.tenant_context.tenant,
+            name=data.pop("name"),
+            kind=data.pop("kind"),
+            slug=data.pop("slug", None),
+            content=data,
+            actor=self.tenant_context.user,
+        )
         return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=TemplateUpdateSerializer, responses={200: TemplateSerializer})
@@ -210,8 +229,12 @@ class TemplateViewSet(TenantScopedViewSet):
         body = TemplateUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        template = services.template_update(template=template, name=data.pop("name", None),
-                                            content=data, actor=self.tenant_context.user)
+        template = services.template_update(
+            template=template,
+            name=data.pop("name", None),
+            content=data,
+            actor=self.tenant_context.user,
+        )
         return Response(TemplateSerializer(template).data)
 
     @extend_schema(responses={204: None})
@@ -223,8 +246,9 @@ class TemplateViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
         template = self.get_object()
-        return Response(TemplateVersionSerializer(template.versions.order_by("number"),
-                                                  many=True).data)
+        return Response(
+            TemplateVersionSerializer(template.versions.order_by("number"), many=True).data
+        )
 
 
 def _parse_filters(params) -> selectors.JobFilters:
@@ -258,8 +282,11 @@ class JobViewSet(TenantScopedViewSet):
     serializer_class = JobSerializer
     pagination_class = CreatedCursorPagination
     min_roles = {
-        "list": Role.VIEWER, "retrieve": Role.VIEWER, "download": Role.VIEWER,
-        "create": Role.EDITOR, "cancel": Role.EDITOR,
+        "list": Role.VIEWER,
+        "retrieve": Role.VIEWER,
+        "download": Role.VIEWER,
+        "create": Role.EDITOR,
+        "cancel": Role.EDITOR,
     }
     publishable_actions = ("create", "retrieve")
 
@@ -269,13 +296,15 @@ class JobViewSet(TenantScopedViewSet):
             queryset = queryset.filter(created_by_key=context.api_key)
         return queryset.select_related("template_version")
 
-    @extend_schema(parameters=[
-        OpenApiParameter("state", str, enum=JobState.values),
-        OpenApiParameter("template", str, description="Template id"),
-        OpenApiParameter("created_after", str, description="ISO 8601 date-time"),
-        OpenApiParameter("created_before", str, description="ISO 8601 date-time"),
-        OpenApiParameter("limit", int),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", str, enum=JobState.values),
+            OpenApiParameter("template", str, description="Template id"),
+            OpenApiParameter("created_after", str, description="ISO 8601 date-time"),
+            OpenApiParameter("created_before", str, description="ISO 8601 date-time"),
+            OpenApiParameter("limit", int),
+        ]
+    )
     def list(self, request):
         filters = _parse_filters(request.query_params)
         jobs = selectors.job_list(tenant=self.tenant_context.tenant, filters=filters)
@@ -289,9 +318,15 @@ class JobViewSet(TenantScopedViewSet):
     @extend_schema(
         request=JobCreateSerializer,
         responses={201: JobSerializer, 200: JobSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
-                                     description="Same key + same body returns the original "
-                                                 "job (200); same key + other body is 409.")],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Same key + same body returns the original "
+                "job (200); same key + other body is 409.",
+            )
+        ],
     )
     def create(self, request):
         context = self.tenant_context
@@ -305,13 +340,22 @@ class JobViewSet(TenantScopedViewSet):
         created = services.job_create(
             tenant=context.tenant,
             request=services.JobRequest(
-                template=template, values=data.get("values") or {},
-                version_number=data.get("template_version"), model=data.get("model"),
-                width=data.get("width"), height=data.get("height"), fps=data.get("fps"),
-                duration_s=data.get("duration_s"), seed=data.get("seed"),
+                template=template,
+                values=data.get("values") or {},
+                version_number=data.get("template_version"),
+                model=data.get("model"),
+                width=data.get("width"),
+                height=data.get("height"),
+                fps=data.get("fps"),
+                duration_s=data.get("duration_s"),
+                seed=data.get("seed"),
                 end_user=data.get("end_user", ""),
+                # a shopper waiting in a storefront goes ahead of back-office work
+                priority=Priority.INTERACTIVE if context.is_publishable else Priority.STANDARD,
             ),
-            actor_user=context.user, actor_key=context.api_key, idempotency_key=key,
+            actor_user=context.user,
+            actor_key=context.api_key,
+            idempotency_key=key,
             fingerprint=services.request_fingerprint(request.data),
         )
         code = status.HTTP_200_OK if created.replayed else status.HTTP_201_CREATED
@@ -330,12 +374,15 @@ class JobViewSet(TenantScopedViewSet):
         if context.is_publishable:
             key = context.api_key
             if str(template.id) not in key.allowed_template_ids:
-                raise PermissionDenied("This publishable key may not use that template.",
-                                       code="template_not_allowed")
+                raise PermissionDenied(
+                    "This publishable key may not use that template.", code="template_not_allowed"
+                )
             origin = self.request.headers.get("Origin", "")
             if origin not in key.allowed_origins:
-                raise PermissionDenied("This publishable key is not allowed from this origin.",
-                                       code="origin_not_allowed")
+                raise PermissionDenied(
+                    "This publishable key is not allowed from this origin.",
+                    code="origin_not_allowed",
+                )
         return template
 
     @extend_schema(request=None, responses={200: JobSerializer})
@@ -349,13 +396,18 @@ class JobViewSet(TenantScopedViewSet):
     def download(self, request, pk=None):
         job = self.get_object()
         if job.state != JobState.SUCCEEDED or not job.video_key:
-            raise services.Problem(f"The video is not ready (the job is {job.state}).",
-                                   code="not_ready", status_code=409)
+            raise services.Problem(
+                f"The video is not ready (the job is {job.state}).",
+                code="not_ready",
+                status_code=409,
+            )
         tenant = self.tenant_context.tenant
         video = signed_link(tenant=tenant, key=job.video_key)
         poster = signed_link(tenant=tenant, key=job.poster_key)
-        return Response({
-            "video": {"url": video.url, "expires_at": video.expires_at},
-            "poster": {"url": poster.url, "expires_at": poster.expires_at},
-            "video_bytes": job.video_bytes,
-        })
+        return Response(
+            {
+                "video": {"url": video.url, "expires_at": video.expires_at},
+                "poster": {"url": poster.url, "expires_at": poster.expires_at},
+                "video_bytes": job.video_bytes,
+            }
+        )

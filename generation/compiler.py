@@ -50,8 +50,17 @@ def shot_seed(job_seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def compile_plan(*, prompt: str, negative_prompt: str, title: str, values: dict[str, Any],
-                 spec: ModelSpec, fps: int, duration_s: float, seed: int) -> Plan:
+def compile_plan(
+    *,
+    prompt: str,
+    negative_prompt: str,
+    title: str,
+    values: dict[str, Any],
+    spec: ModelSpec,
+    fps: int,
+    duration_s: float,
+    seed: int,
+) -> Plan:
     paragraphs = [p.strip() for p in _PARAGRAPH_SPLIT.split(fill(prompt, values)) if p.strip()]
     if not paragraphs:
         paragraphs = [fill(prompt, values).strip()]

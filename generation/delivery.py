@@ -30,7 +30,9 @@ class SignedLink:
     expires_at: datetime
 
 
-def signed_link(*, tenant, key: str, ttl_s: int | None = None, now: float | None = None) -> SignedLink:
+def signed_link(
+    *, tenant, key: str, ttl_s: int | None = None, now: float | None = None
+) -> SignedLink:
     ttl = ttl_s or tenant.download_ttl_s or settings.REELCAST_DOWNLOAD_TTL_S
     expires = int((now if now is not None else time.time()) + ttl)
     expires_at = datetime.fromtimestamp(expires, tz=UTC)
@@ -65,8 +67,9 @@ def serve(request: HttpRequest, key: str) -> HttpResponse:
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     header = request.headers.get("Range", "").strip()
     if not header:
-        response: HttpResponse = FileResponse(default_storage.open(key, "rb"),
-                                              content_type=content_type)
+        response: HttpResponse = FileResponse(
+            default_storage.open(key, "rb"), content_type=content_type
+        )
         response["Content-Length"] = str(size)
         response["Accept-Ranges"] = "bytes"
         return response

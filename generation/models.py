@@ -109,8 +109,9 @@ class Job(TenantOwnedModel):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="jobs")
-    template_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT,
-                                         related_name="jobs")
+    template_version = models.ForeignKey(
+        TemplateVersion, on_delete=models.PROTECT, related_name="jobs"
+    )
     values = models.JSONField(default=dict)
     model = models.CharField(max_length=64)
     width = models.PositiveIntegerField()
@@ -121,6 +122,16 @@ class Job(TenantOwnedModel):
     title = models.CharField(max_length=300, blank=True)
     shots = models.JSONField(default=list)
     end_user = models.CharField(max_length=128, blank=True)
+
+    priority = models.SmallIntegerField(default=1)  # see generation.scheduler.Priority
+    pool = models.CharField(max_length=64, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    eta_s = models.FloatField(null=True, blank=True)
+    model_load_ms = models.PositiveIntegerField(default=0)
+    frames_key = models.CharField(max_length=300, blank=True)
+    hardware_class = models.CharField(max_length=32, blank=True)
 
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -150,6 +161,7 @@ class Job(TenantOwnedModel):
             models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
             models.Index(fields=["tenant", "state"], name="job_tenant_state"),
             models.Index(fields=["state", "created_at"], name="job_state_created"),
+            models.Index(fields=["state", "pool", "dispatched_at"], name="job_dispatch"),
         ]
 
     def __str__(self) -> str:
@@ -194,3 +206,32 @@ class IdempotencyKey(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.key
+
+
+class WorkerHeartbeat(models.Model):
+    """What a worker process is and does, rewritten every few seconds while it lives."""
+
+    worker = models.CharField(max_length=128, unique=True)  # host:pid
+    pool = models.CharField(max_length=64)
+    host = models.CharField(max_length=128)
+    pid = models.PositiveIntegerField()
+    hardware_class = models.CharField(max_length=32)
+    gpu_name = models.CharField(max_length=128, blank=True)
+    gpu_memory_total_mb = models.PositiveIntegerField(default=0)
+    gpu_memory_used_mb = models.PositiveIntegerField(default=0)
+    loaded_models = models.JSONField(default=list)
+    current_job = models.UUIDField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker} ({self.pool})"
+
+
+class PoolLock(models.Model):
+    """One row per pool, locked while a dispatcher counts and fills that pool's free slots."""
+
+    name = models.CharField(max_length=64, unique=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -45,8 +45,7 @@ def template_latest_version(*, template: Template) -> TemplateVersion | None:
 
 
 def queue_position(*, job: Job) -> int | None:
-    """How many jobs were queued before this one in the same state (1 = next)."""
-    if job.state != "queued":
-        return None
-    ahead = Job.objects.filter(state="queued", created_at__lt=job.created_at)  # unscoped: a count
-    return ahead.count() + 1
+    """Jobs ahead of this one for its pool (1 = next; 0 = handed to a worker)."""
+    from generation.scheduler import queue_position as position
+
+    return position(job)

@@ -13,7 +13,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 from rest_framework.exceptions import ValidationError
@@ -36,8 +35,17 @@ from tenants.models import ApiKey, Tenant
 
 logger = logging.getLogger(__name__)
 
-CONTENT_FIELDS = ("variables", "prompt", "negative_prompt", "title", "model", "width", "height",
-                  "fps", "duration_s")
+CONTENT_FIELDS = (
+    "variables",
+    "prompt",
+    "negative_prompt",
+    "title",
+    "model",
+    "width",
+    "height",
+    "fps",
+    "duration_s",
+)
 
 
 class IllegalTransition(Exception):
@@ -48,6 +56,7 @@ class IllegalTransition(Exception):
 
 
 # --- templates --------------------------------------------------------------------------------
+
 
 def template_content_errors(content: dict[str, Any]) -> dict[str, str]:
     """Everything wrong with a template version's content, keyed by field."""
@@ -67,9 +76,15 @@ def template_content_errors(content: dict[str, Any]) -> dict[str, str]:
     except KeyError:
         errors["model"] = f"Unknown model. Available: {', '.join(sorted(registry.all_models()))}."
         return errors
-    errors.update(registry.geometry_errors(
-        spec, width=content["width"], height=content["height"], fps=content["fps"],
-        duration_s=content["duration_s"]))
+    errors.update(
+        registry.geometry_errors(
+            spec,
+            width=content["width"],
+            height=content["height"],
+            fps=content["fps"],
+            duration_s=content["duration_s"],
+        )
+    )
     return errors
 
 
@@ -92,8 +107,15 @@ def _with_defaults(content: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def template_create(*, tenant: Tenant, name: str, kind: str, content: dict[str, Any],
-                    slug: str | None = None, actor: AbstractBaseUser | None = None) -> Template:
+def template_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    kind: str,
+    content: dict[str, Any],
+    slug: str | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> Template:
     """A template with its first version. Invalid content creates nothing."""
     full = _with_defaults(content)
     errors = template_content_errors(full)
@@ -104,14 +126,19 @@ def template_create(*, tenant: Tenant, name: str, kind: str, content: dict[str, 
         raise ValidationError(errors)
     with transaction.atomic():
         template = Template.objects.create(tenant=tenant, name=name, slug=slug, kind=kind)
-        TemplateVersion.objects.create(tenant=tenant, template=template, number=1,
-                                       created_by=actor, **full)
+        TemplateVersion.objects.create(
+            tenant=tenant, template=template, number=1, created_by=actor, **full
+        )
     return template
 
 
-def template_update(*, template: Template, name: str | None = None,
-                    content: dict[str, Any] | None = None,
-                    actor: AbstractBaseUser | None = None) -> Template:
+def template_update(
+    *,
+    template: Template,
+    name: str | None = None,
+    content: dict[str, Any] | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> Template:
     """Rename, and/or publish a new version when the content changes (versions never change)."""
     with transaction.atomic():
         template = Template.objects.select_for_update().get(pk=template.pk)
@@ -123,9 +150,13 @@ def template_update(*, template: Template, name: str | None = None,
             if errors:
                 raise ValidationError(errors)
             if merged != current:
-                TemplateVersion.objects.create(tenant=template.tenant, template=template,
-                                               number=latest.number + 1, created_by=actor,
-                                               **merged)
+                TemplateVersion.objects.create(
+                    tenant=template.tenant,
+                    template=template,
+                    number=latest.number + 1,
+                    created_by=actor,
+                    **merged,
+                )
         if name is not None and name != template.name:
             template.name = name
         template.save()
@@ -142,6 +173,7 @@ def template_archive(*, template: Template) -> Template:
 
 # --- jobs -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class JobRequest:
     template: Template
@@ -154,6 +186,7 @@ class JobRequest:
     duration_s: float | None = None
     seed: int | None = None
     end_user: str = ""
+    priority: int = 1  # generation.scheduler.Priority: 0 bulk, 1 standard, 2 interactive
 
 
 @dataclass(frozen=True)
@@ -169,20 +202,31 @@ def request_fingerprint(body: Any) -> str:
 
 def _idempotent_hit(tenant: Tenant, key: str, fingerprint: str) -> Job | None:
     cutoff = timezone.now() - timedelta(seconds=settings.REELCAST_IDEMPOTENCY_TTL_S)
-    record = (IdempotencyKey.objects.for_tenant(tenant).select_related("job")
-              .filter(key=key, created_at__gte=cutoff).first())
+    record = (
+        IdempotencyKey.objects.for_tenant(tenant)
+        .select_related("job")
+        .filter(key=key, created_at__gte=cutoff)
+        .first()
+    )
     if record is None:
         return None
     if record.fingerprint != fingerprint:
         raise ConflictProblem(
             "This Idempotency-Key was already used with a different request body.",
-            code="idempotency_key_reused")
+            code="idempotency_key_reused",
+        )
     return record.job
 
 
-def job_create(*, tenant: Tenant, request: JobRequest, actor_user: AbstractBaseUser | None = None,
-               actor_key: ApiKey | None = None, idempotency_key: str | None = None,
-               fingerprint: str = "") -> JobCreated:
+def job_create(
+    *,
+    tenant: Tenant,
+    request: JobRequest,
+    actor_user: AbstractBaseUser | None = None,
+    actor_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> JobCreated:
     """Validate, pin the template version, record the job as queued, and enqueue it on commit.
 
     With an Idempotency-Key the same key and body return the original job; the same key with
@@ -195,14 +239,21 @@ def job_create(*, tenant: Tenant, request: JobRequest, actor_user: AbstractBaseU
     if not tenant.is_active:
         raise PaymentRequired(
             f"The tenant is suspended: {tenant.suspended_reason or 'contact your administrator'}.",
-            code="tenant_suspended")
+            code="tenant_suspended",
+        )
     template = request.template
     if template.archived_at is not None:
-        raise Problem("This template is archived and takes no new jobs.", code="template_archived",
-                      status_code=409)
+        raise Problem(
+            "This template is archived and takes no new jobs.",
+            code="template_archived",
+            status_code=409,
+        )
     versions = template.versions.order_by("-number")
-    version = (versions.filter(number=request.version_number).first()
-               if request.version_number else versions.first())
+    version = (
+        versions.filter(number=request.version_number).first()
+        if request.version_number
+        else versions.first()
+    )
     if version is None:
         raise ValidationError({"template_version": "No such version of this template."})
 
@@ -222,12 +273,26 @@ def job_create(*, tenant: Tenant, request: JobRequest, actor_user: AbstractBaseU
         errors["model"] = f"{model} cannot take a reference image."
     plan: Plan | None = None
     if not errors:
-        plan = compile_plan(prompt=version.prompt, negative_prompt=version.negative_prompt,
-                            title=version.title, values=cleaned.values, spec=spec, fps=fps,
-                            duration_s=duration_s, seed=seed)
-        errors.update(registry.geometry_errors(spec, width=width, height=height, fps=fps,
-                                               duration_s=duration_s,
-                                               frames_per_shot=plan.frames_per_shot))
+        plan = compile_plan(
+            prompt=version.prompt,
+            negative_prompt=version.negative_prompt,
+            title=version.title,
+            values=cleaned.values,
+            spec=spec,
+            fps=fps,
+            duration_s=duration_s,
+            seed=seed,
+        )
+        errors.update(
+            registry.geometry_errors(
+                spec,
+                width=width,
+                height=height,
+                fps=fps,
+                duration_s=duration_s,
+                frames_per_shot=plan.frames_per_shot,
+            )
+        )
     if errors:
         raise ValidationError(errors)
     assert plan is not None
@@ -236,11 +301,23 @@ def job_create(*, tenant: Tenant, request: JobRequest, actor_user: AbstractBaseU
     try:
         with transaction.atomic():
             job = Job.objects.create(
-                tenant=tenant, template=template, template_version=version,
-                values=cleaned.values, model=model, width=width, height=height, fps=fps,
-                duration_s=duration_s, seed=seed, title=plan.title,
-                shots=[shot.as_dict() for shot in plan.shots], end_user=request.end_user,
-                state=JobState.QUEUED, created_by=actor_user, created_by_key=actor_key,
+                tenant=tenant,
+                template=template,
+                template_version=version,
+                values=cleaned.values,
+                model=model,
+                width=width,
+                height=height,
+                fps=fps,
+                duration_s=duration_s,
+                seed=seed,
+                title=plan.title,
+                shots=[shot.as_dict() for shot in plan.shots],
+                end_user=request.end_user,
+                priority=request.priority,
+                state=JobState.QUEUED,
+                created_by=actor_user,
+                created_by_key=actor_key,
             )
             if cleaned.images:
                 values = dict(job.values)
@@ -250,11 +327,17 @@ def job_create(*, tenant: Tenant, request: JobRequest, actor_user: AbstractBaseU
                     values[name] = {"image": name, "key": key}
                 Job.objects.filter(pk=job.pk).update(values=values)
                 job.values = values
-            JobTransition.objects.create(job=job, from_state="", to_state=JobState.QUEUED,
-                                         at=job.created_at, reason="created")
+            JobTransition.objects.create(
+                job=job,
+                from_state="",
+                to_state=JobState.QUEUED,
+                at=job.created_at,
+                reason="created",
+            )
             if idempotency_key:
-                IdempotencyKey.objects.create(tenant=tenant, key=idempotency_key,
-                                              fingerprint=fingerprint, job=job)
+                IdempotencyKey.objects.create(
+                    tenant=tenant, key=idempotency_key, fingerprint=fingerprint, job=job
+                )
             from generation.tasks import enqueue_job
 
             job_id = job.id
@@ -299,47 +382,51 @@ def job_transition(*, job: Job, to_state: str, reason: str = "", **fields: Any) 
         changed = Job.objects.filter(pk=job.pk, state=current).update(**updates)
         if not changed:
             raise IllegalTransition(job.pk, current, to_state)
-        JobTransition.objects.create(job_id=job.pk, from_state=current, to_state=to_state, at=now,
-                                     reason=reason[:300])
+        JobTransition.objects.create(
+            job_id=job.pk, from_state=current, to_state=to_state, at=now, reason=reason[:300]
+        )
     for name, value in updates.items():
         setattr(job, name, value)
     return job
 
 
 def job_fail(*, job: Job, code: str, message: str) -> Job:
-    return job_transition(job=job, to_state=JobState.FAILED, reason=code, error_code=code,
-                          error_message=message[:1000])
+    return job_transition(
+        job=job,
+        to_state=JobState.FAILED,
+        reason=code,
+        error_code=code,
+        error_message=message[:1000],
+    )
 
 
 def job_cancel(*, job: Job) -> Job:
     """Cancel a queued job at once; ask a running one to stop (the worker ends it in one step)."""
     job.refresh_from_db(fields=["state", "cancel_requested_at"])
     if job.state not in CANCELABLE_STATES:
-        raise Problem(f"A {job.state} job cannot be canceled.", code="not_cancelable",
-                      status_code=409)
+        raise Problem(
+            f"A {job.state} job cannot be canceled.", code="not_cancelable", status_code=409
+        )
     now = timezone.now()
     Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
     if job.state == JobState.QUEUED:
         try:
-            return job_transition(job=job, to_state=JobState.CANCELED, reason="canceled while queued")
+            return job_transition(
+                job=job, to_state=JobState.CANCELED, reason="canceled while queued"
+            )
         except IllegalTransition:
             pass  # a worker picked it up meanwhile; it sees cancel_requested_at and stops
     job.refresh_from_db()
     return job
 
 
-def job_set_progress(*, job_id: object, progress: int) -> None:
+def job_set_progress(*, job_id: object, progress: int, eta_s: float | None = None) -> None:
     """Progress only moves forward, and only while the job is still being worked on."""
     Job.objects.filter(
-        pk=job_id, progress__lt=progress,
+        pk=job_id,
+        progress__lt=progress,
         state__in=[JobState.RUNNING, JobState.POSTPROCESSING, JobState.MODERATING],
-    ).update(progress=min(99, progress), updated_at=timezone.now())
-
-
-def job_record_attempt(*, job: Job) -> int:
-    Job.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)
-    job.refresh_from_db(fields=["attempts"])
-    return job.attempts
+    ).update(progress=min(99, progress), eta_s=eta_s, updated_at=timezone.now())
 
 
 def idempotency_sweep(*, older_than: timedelta | None = None) -> int:

@@ -1,8 +1,11 @@
 """The job pipeline on django-q2. The only module that enqueues.
 
 Tasks take ids, re-read the job, and return quietly when there is nothing (left) to do, so a
-task delivered twice, or again after a worker died, is harmless: state moves are conditional,
-and usage rows have deterministic ids.
+task delivered twice, or again after a worker died, is harmless: state moves are conditional
+updates, a running job is held by a lease, and usage rows have deterministic ids.
+
+    dispatch ─► run_job (pool cluster: generate, bill, hand raw frames over, free the slot)
+             ─► postprocess_job (CPU cluster: encode, store, moderate, finish)
 """
 
 from __future__ import annotations
@@ -12,28 +15,29 @@ import logging
 import time
 
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing.services import Measurement, usage_record
-from generation import registry
+from generation import registry, scheduler, workers
 from generation.backends import get_backend
 from generation.backends.base import (
     GenerationCanceled,
     GenerationRequest,
-    GenerationResult,
     PlatformFault,
     ShotSpec,
 )
 from generation.models import Job, JobState
 from generation.postprocess.encode import encode_mp4, poster_jpeg
+from generation.rawframes import pack, unpack
 from generation.services import (
     IllegalTransition,
     job_fail,
-    job_record_attempt,
     job_set_progress,
     job_transition,
 )
-from generation.storage import get_bytes, job_key, put_bytes
+from generation.storage import delete_keys, get_bytes, job_key, put_bytes
 from moderation.models import ModerationDecision
 from moderation.services import moderation_judge_frames
 
@@ -41,29 +45,46 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2
 GENERATION_SHARE = 90  # percent of the progress bar that generation fills
+CPU_CLUSTER = "default"
 
 
-def pool_for_model(model: str) -> str:
-    """The django-q2 cluster that serves ``model`` (the default cluster if no pool names it)."""
-    for name, pool in settings.REELCAST_POOLS.items():
-        if model in pool.get("models", []):
-            return name
-    return "default"
+def _enqueue(func: str, job_id: object, cluster: str) -> None:
+    kwargs = {"task_name": f"{func.rsplit('.', 1)[-1]}-{job_id}"}
+    if cluster != settings.Q_CLUSTER["name"]:
+        kwargs["cluster"] = cluster
+    async_task(func, str(job_id), **kwargs)
+
+
+def dispatch(pool_name: str | None = None) -> int:
+    """Fill free slots of one pool (or all) with the jobs the scheduler picks; returns how many."""
+    count = 0
+    for pool in scheduler.pools():
+        if pool_name is not None and pool.name != pool_name:
+            continue
+        for job_id in scheduler.dispatch_pool(pool):
+            _enqueue("generation.tasks.run_job", job_id, pool.name)
+            count += 1
+    return count
 
 
 def enqueue_job(job_id: object) -> None:
-    cluster = pool_for_model(Job.objects.values_list("model", flat=True).get(pk=job_id))
-    kwargs = {"task_name": f"job-{job_id}"}
-    if cluster != settings.Q_CLUSTER["name"]:
-        kwargs["cluster"] = cluster
-    async_task("generation.tasks.run_job", str(job_id), **kwargs)
+    """Called on commit of a new job: the job waits in the database until a slot is free."""
+    model = Job.objects.values_list("model", flat=True).get(pk=job_id)
+    pool = scheduler.pool_for_model(model)
+    if pool is None:
+        _fail_quietly(
+            Job.objects.get(pk=job_id), "no_pool", f"No worker pool serves the model {model}."
+        )
+        return
+    dispatch(pool.name)
 
 
 class _Progress:
-    """Turns backend progress into throttled job progress writes."""
+    """Backend progress -> throttled job progress and ETA writes (which also renew the lease)."""
 
     def __init__(self, job_id: object):
         self.job_id = job_id
+        self.started = time.monotonic()
         self.last_write = 0.0
         self.last_value = -1
         self.interval = settings.REELCAST_PROGRESS_WRITE_INTERVAL_S
@@ -72,12 +93,14 @@ class _Progress:
         value = int(GENERATION_SHARE * done / max(1, total))
         now = time.monotonic()
         if value > self.last_value and (now - self.last_write >= self.interval or done >= total):
-            job_set_progress(job_id=self.job_id, progress=value)
+            elapsed = now - self.started
+            eta = elapsed / done * (total - done) if done else None
+            job_set_progress(job_id=self.job_id, progress=value, eta_s=eta)
             self.last_write, self.last_value = now, value
 
 
 class _CancelCheck:
-    """Reads the cancel flag from the database, at most every ``interval`` seconds."""
+    """Reads the cancel flag from the database, at most every REELCAST_CANCEL_POLL_S."""
 
     def __init__(self, job_id: object):
         self.job_id = job_id
@@ -89,17 +112,10 @@ class _CancelCheck:
         now = time.monotonic()
         if not self.canceled and now >= self.next_read:
             self.next_read = now + self.interval
-            self.canceled = Job.objects.filter(pk=self.job_id,
-                                               cancel_requested_at__isnull=False).exists()
+            self.canceled = Job.objects.filter(
+                pk=self.job_id, cancel_requested_at__isnull=False
+            ).exists()
         return self.canceled
-
-
-def _measurements(job: Job, shots, hardware_class: str) -> list[Measurement]:
-    return [
-        Measurement(stage="generate", shot_index=shot.index, hardware_class=hardware_class,
-                    model=job.model, milliseconds=round(shot.device_seconds * 1000))
-        for shot in shots
-    ]
 
 
 def _build_request(job: Job) -> GenerationRequest:
@@ -109,47 +125,110 @@ def _build_request(job: Job) -> GenerationRequest:
             reference = get_bytes(value["key"])
             break
     shots = tuple(
-        ShotSpec(index=s["index"], prompt=s["prompt"], negative_prompt=s["negative_prompt"],
-                 num_frames=s["num_frames"], seed=s["seed"], scene_text=s.get("scene_text", ""))
+        ShotSpec(
+            index=s["index"],
+            prompt=s["prompt"],
+            negative_prompt=s["negative_prompt"],
+            num_frames=s["num_frames"],
+            seed=s["seed"],
+            scene_text=s.get("scene_text", ""),
+        )
         for s in job.shots
     )
-    return GenerationRequest(model=job.model, width=job.width, height=job.height, fps=job.fps,
-                             shots=shots, title=job.title, reference_image=reference)
+    return GenerationRequest(
+        model=job.model,
+        width=job.width,
+        height=job.height,
+        fps=job.fps,
+        shots=shots,
+        title=job.title,
+        reference_image=reference,
+    )
+
+
+def _claim(job: Job) -> bool:
+    """Take the job for this worker: a dispatched queued job, or a running one whose lease lapsed.
+
+    Counts the attempt; a job started more than MAX_ATTEMPTS times fails as worker_lost.
+    """
+    now = timezone.now()
+    me = workers.worker_id()
+    free = (
+        Q(state=JobState.QUEUED)
+        | Q(state=JobState.RUNNING, lease_expires_at__lt=now)
+        | Q(state=JobState.RUNNING, lease_expires_at__isnull=True)
+    )
+    job.refresh_from_db()
+    if job.state == JobState.QUEUED and job.cancel_requested_at is not None:
+        _cancel_quietly(job, "canceled before start")
+        return False
+    if job.attempts >= MAX_ATTEMPTS:
+        _fail_quietly(
+            job,
+            "worker_lost",
+            f"The job was started {MAX_ATTEMPTS} times and lost its worker each time.",
+        )
+        return False
+    taken = Job.objects.filter(free, pk=job.pk).update(
+        lease_owner=me, lease_expires_at=workers.lease_expiry(), attempts=job.attempts + 1
+    )
+    if not taken:
+        return False  # someone alive holds it, or it moved on
+    job.refresh_from_db()
+    if job.state == JobState.QUEUED:
+        try:
+            job_transition(
+                job=job, to_state=JobState.RUNNING, reason=f"attempt {job.attempts} on {me}"
+            )
+        except IllegalTransition:
+            return False
+    return True
 
 
 def run_job(job_id: str) -> None:
+    """Generate on this pool's device, bill each shot, hand the raw frames to the CPU cluster."""
     job = Job.objects.filter(pk=job_id).first()
-    if job is None or job.is_terminal:
+    if job is None or job.state not in (JobState.QUEUED, JobState.RUNNING):
         return
-    if job.state not in (JobState.QUEUED, JobState.RUNNING):
-        return  # already past generation: a duplicate delivery
-    attempt = job_record_attempt(job=job)
-    if attempt > MAX_ATTEMPTS:
-        _fail_quietly(job, "worker_lost", f"The job was started {MAX_ATTEMPTS} times and its "
-                      "worker was lost each time.")
+    if not _claim(job):
         return
-    if job.state == JobState.QUEUED:
-        if job.cancel_requested_at is not None:
-            _cancel_quietly(job, "canceled before start")
-            return
-        try:
-            job_transition(job=job, to_state=JobState.RUNNING, reason=f"attempt {attempt}")
-        except IllegalTransition:
-            return  # canceled (or taken) meanwhile
-
-    spec = registry.get_model(job.model)
-    cancel_check = _CancelCheck(job.id)
-    backend = get_backend(spec.backend)
+    workers.set_current_job(job.id)
     try:
-        result = backend.generate(_build_request(job), on_progress=_Progress(job.id),
-                                  should_cancel=cancel_check)
+        _generate(job)
+    except BaseException:
+        # The process is going down (timeout, SIGTERM) or broke in a way _generate did not
+        # expect: keep the lease, so the job is requeued once it lapses, exactly as if this
+        # worker had been killed.
+        workers.set_current_job(None)
+        raise
+    workers.set_current_job(None)
+    Job.objects.filter(pk=job.pk, lease_owner=workers.worker_id()).update(
+        lease_owner="", lease_expires_at=None
+    )
+    dispatch(job.pool or None)  # our slot is free: the next job, please
+
+
+def _generate(job: Job) -> None:
+    spec = registry.get_model(job.model)
+    backend = get_backend(spec.backend)
+    cancel_check = _CancelCheck(job.id)
+    try:
+        result = backend.generate(
+            _build_request(job), on_progress=_Progress(job.id), should_cancel=cancel_check
+        )
     except GenerationCanceled as canceled:
         hardware = backend.hardware_class
         measurements = _measurements(job, canceled.completed, hardware)
         if canceled.partial_shot_index is not None:
-            measurements.append(Measurement(
-                stage="generate", shot_index=canceled.partial_shot_index, hardware_class=hardware,
-                model=job.model, milliseconds=round(canceled.partial_device_seconds * 1000)))
+            measurements.append(
+                Measurement(
+                    stage="generate",
+                    shot_index=canceled.partial_shot_index,
+                    hardware_class=hardware,
+                    model=job.model,
+                    milliseconds=round(canceled.partial_device_seconds * 1000),
+                )
+            )
         _bill(job, measurements)
         _cancel_quietly(job, "canceled while running")
         return
@@ -166,41 +245,116 @@ def run_job(job_id: str) -> None:
     if cancel_check.canceled or _cancel_requested(job):
         _cancel_quietly(job, "canceled after generation")
         return
+    frames_key = put_bytes(job_key(job, "raw/frames.mkv"), pack(result.frames, fps=result.fps))
     try:
-        job_transition(job=job, to_state=JobState.POSTPROCESSING, reason="generated")
-        _finish(job, result)
+        job_transition(
+            job=job,
+            to_state=JobState.POSTPROCESSING,
+            reason="generated",
+            frames_key=frames_key,
+            hardware_class=result.hardware_class,
+            model_load_ms=round(result.model_load_seconds * 1000),
+            device_ms=sum(round(s.device_seconds * 1000) for s in result.shots),
+            eta_s=None,
+        )
+    except IllegalTransition:
+        delete_keys([frames_key])
+        return
+    _enqueue("generation.tasks.postprocess_job", job.id, CPU_CLUSTER)
+
+
+def postprocess_job(job_id: str) -> None:
+    """On the CPU cluster: encode, store, moderate, finish. Safe to run twice."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.state != JobState.POSTPROCESSING:
+        return
+    try:
+        frames = unpack(get_bytes(job.frames_key))
+        video = encode_mp4(iter(frames), fps=job.fps, width=job.width, height=job.height)
+        poster = poster_jpeg(frames[min(len(frames) - 1, job.fps // 2)])
+        job_set_progress(job_id=job.id, progress=95)
+        if _cancel_requested(job):
+            _cancel_quietly(job, "canceled during post-processing")
+            return
+        video_key = put_bytes(job_key(job, "video.mp4"), video)
+        poster_key = put_bytes(job_key(job, "poster.jpg"), poster)
+        job_transition(
+            job=job,
+            to_state=JobState.MODERATING,
+            reason="encoded",
+            video_key=video_key,
+            poster_key=poster_key,
+            video_bytes=len(video),
+        )
     except IllegalTransition:
         return
     except Exception as exc:
         logger.exception("job %s: post-processing failed", job.id)
         _fail_quietly(job, "postprocess_error", f"{type(exc).__name__}: {exc}")
-
-
-def _finish(job: Job, result: GenerationResult) -> None:
-    frames = result.frames
-    video = encode_mp4(iter(frames), fps=result.fps, width=job.width, height=job.height)
-    poster = poster_jpeg(frames[min(len(frames) - 1, result.fps // 2)])
-    job_set_progress(job_id=job.id, progress=95)
-    if _cancel_requested(job):
-        _cancel_quietly(job, "canceled during post-processing")
         return
-    video_key = put_bytes(job_key(job, "video.mp4"), video)
-    poster_key = put_bytes(job_key(job, "poster.jpg"), poster)
-    job_transition(job=job, to_state=JobState.MODERATING, reason="encoded",
-                   video_key=video_key, poster_key=poster_key, video_bytes=len(video),
-                   device_ms=sum(round(s.device_seconds * 1000) for s in result.shots))
     decision = moderation_judge_frames(job=job, frames=frames)
     target = {
         ModerationDecision.Verdict.PASS: JobState.SUCCEEDED,
         ModerationDecision.Verdict.REVIEW: JobState.IN_REVIEW,
         ModerationDecision.Verdict.BLOCK: JobState.BLOCKED,
     }[ModerationDecision.Verdict(decision.verdict)]
-    job_transition(job=job, to_state=target, reason=f"moderation: {decision.verdict}")
+    with contextlib.suppress(IllegalTransition):
+        job_transition(job=job, to_state=target, reason=f"moderation: {decision.verdict}")
+        delete_keys([job.frames_key])
+        Job.objects.filter(pk=job.pk).update(frames_key="")
+
+
+def reap_lost_jobs() -> int:
+    """Jobs whose worker stopped renewing its lease go back to the queue (or fail after the
+    last attempt). Runs on a schedule; returns how many jobs it moved."""
+    now = timezone.now()
+    moved = 0
+    for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now):
+        if job.attempts >= MAX_ATTEMPTS:
+            _fail_quietly(
+                job,
+                "worker_lost",
+                f"The job was started {MAX_ATTEMPTS} times and lost its worker each time.",
+            )
+        else:
+            with contextlib.suppress(IllegalTransition):
+                job_transition(
+                    job=job,
+                    to_state=JobState.QUEUED,
+                    reason=f"worker {job.lease_owner} lost; retrying with the same seed",
+                    dispatched_at=None,
+                    lease_owner="",
+                    lease_expires_at=None,
+                    progress=0,
+                    eta_s=None,
+                )
+        moved += 1
+    if moved:
+        dispatch()
+    return moved
+
+
+def sweep_idempotency_keys() -> int:
+    from generation.services import idempotency_sweep
+
+    return idempotency_sweep()
+
+
+def _measurements(job: Job, shots, hardware_class: str) -> list[Measurement]:
+    return [
+        Measurement(
+            stage="generate",
+            shot_index=shot.index,
+            hardware_class=hardware_class,
+            model=job.model,
+            milliseconds=round(shot.device_seconds * 1000),
+        )
+        for shot in shots
+    ]
 
 
 def _bill(job: Job, measurements: list[Measurement]) -> None:
-    usage_record(tenant=job.tenant, job_id=job.id, measurements=measurements,
-                 end_user=job.end_user)
+    usage_record(tenant=job.tenant, job_id=job.id, measurements=measurements, end_user=job.end_user)
 
 
 def _cancel_requested(job: Job) -> bool:
@@ -215,10 +369,3 @@ def _cancel_quietly(job: Job, reason: str) -> None:
 def _fail_quietly(job: Job, code: str, message: str) -> None:
     with contextlib.suppress(IllegalTransition):
         job_fail(job=job, code=code, message=message)
-
-
-def sweep_idempotency_keys() -> int:
-    from generation.services import idempotency_sweep
-
-    return idempotency_sweep()
-

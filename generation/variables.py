@@ -23,8 +23,19 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z0-9_]{0,31})\}")
 TEXT_MAX_LENGTH = 2000
 _DEFINITION_KEYS = {
-    "name", "type", "label", "required", "min_length", "max_length", "pattern", "choices",
-    "min", "max", "integer", "default", "public",
+    "name",
+    "type",
+    "label",
+    "required",
+    "min_length",
+    "max_length",
+    "pattern",
+    "choices",
+    "min",
+    "max",
+    "integer",
+    "default",
+    "public",
 }
 
 
@@ -46,7 +57,9 @@ def definition_errors(variables: Any) -> dict[str, str]:
             errors[path] = f"Unknown keys: {', '.join(sorted(unknown))}."
         name = var.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            errors[f"{path}.name"] = "Use 1-32 lower-case letters, digits or '_', starting with a letter."
+            errors[f"{path}.name"] = (
+                "Use 1-32 lower-case letters, digits or '_', starting with a letter."
+            )
         elif name in seen:
             errors[f"{path}.name"] = f"'{name}' is defined twice."
         else:
@@ -70,8 +83,11 @@ def definition_errors(variables: Any) -> dict[str, str]:
                     errors[f"{path}.pattern"] = "Not a valid regular expression."
         elif kind == "choice":
             choices = var.get("choices")
-            if (not isinstance(choices, list) or not 1 <= len(choices) <= 100
-                    or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in choices)):
+            if (
+                not isinstance(choices, list)
+                or not 1 <= len(choices) <= 100
+                or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in choices)
+            ):
                 errors[f"{path}.choices"] = "A choice needs 1-100 non-empty strings."
             elif len(set(choices)) != len(choices):
                 errors[f"{path}.choices"] = "Choices must be unique."
@@ -80,8 +96,9 @@ def definition_errors(variables: Any) -> dict[str, str]:
                 if key in var and not _is_number(var[key]):
                     errors[f"{path}.{key}"] = "Must be a number."
         if "default" in var and isinstance(name, str) and not errors.get(f"{path}.type"):
-            default_errors, _ = _clean_one({**var, "required": True}, var["default"],
-                                           f"{path}.default", images={})
+            default_errors, _ = _clean_one(
+                {**var, "required": True}, var["default"], f"{path}.default", images={}
+            )
             errors.update(default_errors)
     return errors
 
@@ -137,7 +154,9 @@ def clean_values(variables: list[dict], raw: Any) -> tuple[CleanedValues, dict[s
     return CleanedValues(cleaned, images), errors
 
 
-def _clean_one(var: dict, value: Any, path: str, *, images: dict[str, bytes]) -> tuple[dict[str, str], Any]:
+def _clean_one(
+    var: dict, value: Any, path: str, *, images: dict[str, bytes]
+) -> tuple[dict[str, str], Any]:
     kind = var["type"]
     if kind == "text":
         if not isinstance(value, str):
@@ -206,7 +225,9 @@ def normalise_image(data: bytes) -> bytes:
                 raise ImageRejected("Only PNG, JPEG or WebP images are accepted.")
             width, height = probe.size
             if width * height > max_pixels:
-                raise ImageRejected(f"The image has {width * height} pixels; the limit is {max_pixels}.")
+                raise ImageRejected(
+                    f"The image has {width * height} pixels; the limit is {max_pixels}."
+                )
             probe.verify()
         with Image.open(io.BytesIO(data)) as image:
             image.load()

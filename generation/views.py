@@ -35,7 +35,9 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _membership(request: HttpRequest) -> Membership:
-    membership = membership_for(user=request.user, tenant_id=request.session.get(SESSION_TENANT_KEY))
+    membership = membership_for(
+        user=request.user, tenant_id=request.session.get(SESSION_TENANT_KEY)
+    )
     if membership is None:
         raise Http404("You are not a member of any tenant.")
     return membership
@@ -49,13 +51,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     for template in templates:
         template.latest = selectors.template_latest_version(template=template)
     jobs = selectors.job_list(tenant=tenant).order_by("-created_at")[:30]
-    return render(request, "dashboard/home.html", {
-        "membership": membership,
-        "memberships": memberships_of(user=request.user),
-        "templates": templates,
-        "jobs": jobs,
-        "can_edit": membership.has_role(Role.EDITOR),
-    })
+    return render(
+        request,
+        "dashboard/home.html",
+        {
+            "membership": membership,
+            "memberships": memberships_of(user=request.user),
+            "templates": templates,
+            "jobs": jobs,
+            "can_edit": membership.has_role(Role.EDITOR),
+        },
+    )
 
 
 @login_required
@@ -113,11 +119,15 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     if job.state == "succeeded" and job.video_key:
         video = delivery.signed_link(tenant=membership.tenant, key=job.video_key)
         poster = delivery.signed_link(tenant=membership.tenant, key=job.poster_key)
-    return render(request, "dashboard/job.html", {
-        "membership": membership,
-        "job": job,
-        "transitions": job.transitions.all(),
-        "video": video,
-        "poster": poster,
-        "queue_position": selectors.queue_position(job=job),
-    })
+    return render(
+        request,
+        "dashboard/job.html",
+        {
+            "membership": membership,
+            "job": job,
+            "transitions": job.transitions.all(),
+            "video": video,
+            "poster": poster,
+            "queue_position": selectors.queue_position(job=job),
+        },
+    )

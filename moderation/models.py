@@ -15,8 +15,9 @@ class ModerationDecision(TenantOwnedModel):
         REVIEW = "review", "Review"
         BLOCK = "block", "Block"
 
-    job = models.ForeignKey("generation.Job", on_delete=models.CASCADE,
-                            related_name="moderation_decisions")
+    job = models.ForeignKey(
+        "generation.Job", on_delete=models.CASCADE, related_name="moderation_decisions"
+    )
     stage = models.CharField(max_length=16)  # "text" before generation, "frames" after
     verdict = models.CharField(max_length=8, choices=Verdict.choices)
     checks = models.JSONField(default=list)  # names of the checks that ran

@@ -12,8 +12,11 @@ from django.utils.module_loading import import_string
 from moderation.models import ModerationDecision
 
 FrameCheck = Callable[[object, Sequence[np.ndarray]], tuple[str, list[str], dict[str, float]]]
-_ORDER = {ModerationDecision.Verdict.PASS: 0, ModerationDecision.Verdict.REVIEW: 1,
-          ModerationDecision.Verdict.BLOCK: 2}
+_ORDER = {
+    ModerationDecision.Verdict.PASS: 0,
+    ModerationDecision.Verdict.REVIEW: 1,
+    ModerationDecision.Verdict.BLOCK: 2,
+}
 
 
 def _frame_checks() -> list[tuple[str, FrameCheck]]:
@@ -44,5 +47,11 @@ def moderation_judge_frames(*, job, frames: np.ndarray) -> ModerationDecision:
         if _ORDER[ModerationDecision.Verdict(check_verdict)] > _ORDER[verdict]:
             verdict = ModerationDecision.Verdict(check_verdict)
     return ModerationDecision.objects.create(
-        tenant_id=job.tenant_id, job=job, stage="frames", verdict=verdict, checks=ran,
-        reasons=reasons, scores=scores)
+        tenant_id=job.tenant_id,
+        job=job,
+        stage="frames",
+        verdict=verdict,
+        checks=ran,
+        reasons=reasons,
+        scores=scores,
+    )

@@ -28,20 +28,24 @@ class ApiKeySerializer(serializers.Serializer):
 class ApiKeyCreateSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=ApiKey.Kind.choices)
     name = serializers.CharField(max_length=100)
-    allowed_origins = serializers.ListField(child=serializers.URLField(), required=False,
-                                            max_length=20)
-    allowed_template_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
-                                                 max_length=100)
+    allowed_origins = serializers.ListField(
+        child=serializers.URLField(), required=False, max_length=20
+    )
+    allowed_template_ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, max_length=100
+    )
 
     def validate(self, attrs):
         if attrs["kind"] == ApiKey.Kind.PUBLISHABLE:
             if not attrs.get("allowed_origins") or not attrs.get("allowed_template_ids"):
                 raise serializers.ValidationError(
-                    "A publishable key must name its allowed origins and templates.")
+                    "A publishable key must name its allowed origins and templates."
+                )
             for origin in attrs["allowed_origins"]:
                 if origin.rstrip("/").count("/") != 2:
                     raise serializers.ValidationError(
-                        {"allowed_origins": f"{origin} is not an origin (scheme://host[:port])."})
+                        {"allowed_origins": f"{origin} is not an origin (scheme://host[:port])."}
+                    )
             attrs["allowed_origins"] = [o.rstrip("/") for o in attrs["allowed_origins"]]
         return attrs
 
@@ -53,8 +57,12 @@ class ApiKeyViewSet(TenantScopedViewSet):
     serializer_class = ApiKeySerializer
     pagination_class = CreatedCursorPagination
     allow_secret_keys = False
-    min_roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN, "create": Role.ADMIN,
-                 "revoke": Role.ADMIN}
+    min_roles = {
+        "list": Role.ADMIN,
+        "retrieve": Role.ADMIN,
+        "create": Role.ADMIN,
+        "revoke": Role.ADMIN,
+    }
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -63,8 +71,14 @@ class ApiKeyViewSet(TenantScopedViewSet):
     def retrieve(self, request, pk=None):
         return Response(ApiKeySerializer(self.get_object()).data)
 
-    @extend_schema(request=ApiKeyCreateSerializer, responses={201: inline_serializer(
-        "IssuedApiKey", {"key": serializers.CharField(), "api_key": ApiKeySerializer()})})
+    @extend_schema(
+        request=ApiKeyCreateSerializer,
+        responses={
+            201: inline_serializer(
+                "IssuedApiKey", {"key": serializers.CharField(), "api_key": ApiKeySerializer()}
+            )
+        },
+    )
     def create(self, request):
         body = ApiKeyCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -73,18 +87,29 @@ class ApiKeyViewSet(TenantScopedViewSet):
         template_ids = [str(t) for t in data.get("allowed_template_ids", [])]
         from generation.models import Template
 
-        known = {str(pk) for pk in Template.objects.for_tenant(tenant)
-                 .filter(pk__in=template_ids).values_list("pk", flat=True)}
+        known = {
+            str(pk)
+            for pk in Template.objects.for_tenant(tenant)
+            .filter(pk__in=template_ids)
+            .values_list("pk", flat=True)
+        }
         missing = [t for t in template_ids if t not in known]
         if missing:
             raise serializers.ValidationError(
-                {"allowed_template_ids": f"Unknown templates: {', '.join(missing)}."})
+                {"allowed_template_ids": f"Unknown templates: {', '.join(missing)}."}
+            )
         issued = services.apikey_create(
-            tenant=tenant, kind=data["kind"], name=data["name"],
+            tenant=tenant,
+            kind=data["kind"],
+            name=data["name"],
             created_by=self.tenant_context.user,
-            allowed_origins=data.get("allowed_origins"), allowed_template_ids=template_ids)
-        return Response({"key": issued.raw_key, "api_key": ApiKeySerializer(issued.api_key).data},
-                        status=status.HTTP_201_CREATED)
+            allowed_origins=data.get("allowed_origins"),
+            allowed_template_ids=template_ids,
+        )
+        return Response(
+            {"key": issued.raw_key, "api_key": ApiKeySerializer(issued.api_key).data},
+            status=status.HTTP_201_CREATED,
+        )
 
     @extend_schema(request=None, responses={200: ApiKeySerializer})
     @action(detail=True, methods=["post"])

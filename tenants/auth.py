@@ -72,8 +72,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 "The API key is unknown or revoked.", code="invalid_api_key"
             )
         role = "publishable" if api_key.is_publishable else "server"
-        return KeyPrincipal(api_key), TenantContext(tenant=api_key.tenant, role=role,
-                                                    api_key=api_key)
+        return KeyPrincipal(api_key), TenantContext(
+            tenant=api_key.tenant, role=role, api_key=api_key
+        )
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
@@ -91,6 +92,7 @@ class TenantSessionAuthentication(authentication.SessionAuthentication):
             user=user, tenant_id=request._request.session.get(SESSION_TENANT_KEY)
         )
         if membership is None:
-            raise exceptions.PermissionDenied("You are not a member of any tenant.",
-                                              code="no_membership")
+            raise exceptions.PermissionDenied(
+                "You are not a member of any tenant.", code="no_membership"
+            )
         return user, TenantContext(tenant=membership.tenant, role=membership.role, user=user)

@@ -26,6 +26,12 @@ class Tenant(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OTHER)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     suspended_reason = models.CharField(max_length=300, blank=True)
+    fair_share_weight = models.PositiveSmallIntegerField(
+        default=1, help_text="Share of GPU time relative to other tenants when pools are busy."
+    )
+    max_concurrent_jobs = models.PositiveSmallIntegerField(
+        default=4, help_text="Jobs of this tenant dispatched to GPUs at once."
+    )
     download_ttl_s = models.PositiveIntegerField(
         default=24 * 3600, help_text="How long a signed download link stays valid."
     )

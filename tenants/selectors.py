@@ -10,7 +10,9 @@ from tenants.models import ApiKey, Membership, Tenant
 
 def membership_for(*, user: AbstractBaseUser, tenant_id: str | None) -> Membership | None:
     """The user's membership in ``tenant_id``, or their first one when none is chosen."""
-    memberships = Membership.objects.select_related("tenant").filter(user=user)  # unscoped: finds the tenant
+    memberships = Membership.objects.select_related("tenant").filter(
+        user=user
+    )  # unscoped: finds the tenant
     memberships = memberships.order_by("created_at")
     if tenant_id:
         return memberships.filter(tenant_id=tenant_id).first()

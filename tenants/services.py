@@ -19,8 +19,13 @@ KEY_PREFIX_LENGTH = 12
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def tenant_create(*, name: str, kind: str = Tenant.Kind.OTHER, slug: str | None = None,
-                  owner: AbstractBaseUser | None = None) -> Tenant:
+def tenant_create(
+    *,
+    name: str,
+    kind: str = Tenant.Kind.OTHER,
+    slug: str | None = None,
+    owner: AbstractBaseUser | None = None,
+) -> Tenant:
     """Create a tenant (and make ``owner`` its owner). The slug is unique platform-wide."""
     with transaction.atomic():
         tenant = Tenant.objects.create(name=name, kind=kind, slug=slug or slugify(name)[:64])
@@ -47,9 +52,15 @@ class IssuedKey:
     raw_key: str  # shown to the user once, never stored
 
 
-def apikey_create(*, tenant: Tenant, kind: str, name: str, created_by: AbstractBaseUser | None = None,
-                  allowed_origins: list[str] | None = None,
-                  allowed_template_ids: list[str] | None = None) -> IssuedKey:
+def apikey_create(
+    *,
+    tenant: Tenant,
+    kind: str,
+    name: str,
+    created_by: AbstractBaseUser | None = None,
+    allowed_origins: list[str] | None = None,
+    allowed_template_ids: list[str] | None = None,
+) -> IssuedKey:
     """Mint a key; only its hash and prefix are kept."""
     kind = ApiKey.Kind(kind)
     marker = "sk_" if kind == ApiKey.Kind.SECRET else "pk_"

@@ -17,10 +17,13 @@ _counter = itertools.count(1)
 CHARACTER_CONTENT: dict[str, Any] = {
     "variables": [
         {"name": "name", "type": "text", "max_length": 32},
-        {"name": "virtue", "type": "choice", "choices": ["courage", "honesty"],
-         "default": "courage"},
-        {"name": "age", "type": "number", "required": False, "min": 3, "max": 18,
-         "integer": True},
+        {
+            "name": "virtue",
+            "type": "choice",
+            "choices": ["courage", "honesty"],
+            "default": "courage",
+        },
+        {"name": "age", "type": "number", "required": False, "min": 3, "max": 18, "integer": True},
     ],
     "prompt": "{name} shows {virtue} in the playground.",
     "negative_prompt": "blurry",
@@ -35,13 +38,18 @@ CHARACTER_CONTENT: dict[str, Any] = {
 
 def make_tenant(**kwargs: Any) -> Tenant:
     n = next(_counter)
-    return tenant_create(name=kwargs.pop("name", f"Tenant {n}"), slug=kwargs.pop("slug", f"tenant-{n}"),
-                         kind=kwargs.pop("kind", Tenant.Kind.SCHOOL), **kwargs)
+    return tenant_create(
+        name=kwargs.pop("name", f"Tenant {n}"),
+        slug=kwargs.pop("slug", f"tenant-{n}"),
+        kind=kwargs.pop("kind", Tenant.Kind.SCHOOL),
+        **kwargs,
+    )
 
 
 def make_user(username: str | None = None):
-    return get_user_model().objects.create_user(username=username or f"user{next(_counter)}",
-                                                password="pw-for-tests-123")
+    return get_user_model().objects.create_user(
+        username=username or f"user{next(_counter)}", password="pw-for-tests-123"
+    )
 
 
 def make_member(tenant: Tenant, role: str = Role.OWNER, username: str | None = None):
@@ -56,7 +64,10 @@ def make_secret_key(tenant: Tenant) -> str:
 
 def make_template(tenant: Tenant, **content: Any) -> Template:
     n = next(_counter)
-    return template_create(tenant=tenant, name=content.pop("name", f"Template {n}"),
-                           slug=content.pop("slug", f"template-{n}"),
-                           kind=content.pop("kind", Template.Kind.CHARACTER),
-                           content={**CHARACTER_CONTENT, **content})
+    return template_create(
+        tenant=tenant,
+        name=content.pop("name", f"Template {n}"),
+        slug=content.pop("slug", f"template-{n}"),
+        kind=content.pop("kind", Template.Kind.CHARACTER),
+        content={**CHARACTER_CONTENT, **content},
+    )

@@ -18,8 +18,13 @@ def test_an_unknown_api_url_is_a_problem_document(api):
     response = api.get("/api/v1/nothing-here/")
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
-    assert response.json() == {"type": "about:blank", "title": "Not Found", "status": 404,
-                               "detail": "Not found.", "code": "not_found"}
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "Not found.",
+        "code": "not_found",
+    }
 
 
 def test_malformed_json_is_a_400_problem(api):
@@ -33,8 +38,14 @@ def test_the_openapi_schema_lists_every_endpoint(client):
     assert response.status_code == 200
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
-    for path in ("/api/v1/jobs/", "/api/v1/jobs/{id}/", "/api/v1/jobs/{id}/cancel/",
-                 "/api/v1/jobs/{id}/download/", "/api/v1/templates/", "/api/v1/keys/"):
+    for path in (
+        "/api/v1/jobs/",
+        "/api/v1/jobs/{id}/",
+        "/api/v1/jobs/{id}/cancel/",
+        "/api/v1/jobs/{id}/download/",
+        "/api/v1/templates/",
+        "/api/v1/keys/",
+    ):
         assert path in schema["paths"], path
 
 
@@ -60,7 +71,10 @@ def test_seed_demo_is_idempotent_and_leaves_one_live_key_of_each_kind(capsys):
     assert Template.objects.count() == 2
     live = ApiKey.objects.filter(revoked_at__isnull=True)
     assert sorted(live.values_list("tenant__slug", "kind")) == [
-        ("maple-primary", "secret"), ("northwind", "publishable"), ("northwind", "secret")]
+        ("maple-primary", "secret"),
+        ("northwind", "publishable"),
+        ("northwind", "secret"),
+    ]
     assert key_client(first["school"]["secret_key"]).get("/api/v1/jobs/").status_code == 401
     assert key_client(second["school"]["secret_key"]).get("/api/v1/jobs/").status_code == 200
     assert second["school"]["template"] == first["school"]["template"]
@@ -70,9 +84,17 @@ def test_the_demo_templates_make_jobs(run_on_commit, capsys):
     call_command("seed_demo", "--json")
     keys = json.loads(capsys.readouterr().out)
     api = key_client(keys["school"]["secret_key"])
-    response = run_on_commit(api.post, "/api/v1/jobs/", {
-        "template": "courage-story", "values": {"name": "小明"}, "duration_s": 1, "fps": 8,
-    }, format="json")
+    response = run_on_commit(
+        api.post,
+        "/api/v1/jobs/",
+        {
+            "template": "courage-story",
+            "values": {"name": "小明"},
+            "duration_s": 1,
+            "fps": 8,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     job = api.get(f"/api/v1/jobs/{response.json()['id']}/").json()
     assert job["state"] == "succeeded"

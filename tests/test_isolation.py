@@ -17,8 +17,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def foreign(other_tenant):
     template = factories.make_template(other_tenant)
-    job = job_create(tenant=other_tenant,
-                     request=JobRequest(template=template, values={"name": "Zed"})).job
+    job = job_create(
+        tenant=other_tenant, request=JobRequest(template=template, values={"name": "Zed"})
+    ).job
     key = apikey_create(tenant=other_tenant, kind="secret", name="theirs").api_key
     return {"template": template, "job": job, "key": key}
 
@@ -48,39 +49,50 @@ SESSION_ENDPOINTS = [
 
 
 def _call(client, method, url, body):
-    return getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
+    return (
+        getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
+    )
 
 
 KEY_ENDPOINTS = [e for e in ENDPOINTS if e[0] != "delete"]  # archiving is for people (admin+)
 
 
 @pytest.mark.parametrize(("method", "url", "body"), KEY_ENDPOINTS)
-def test_a_foreign_object_is_404_by_key_and_nothing_changes(api, other_tenant, foreign, method,
-                                                             url, body):
+def test_a_foreign_object_is_404_by_key_and_nothing_changes(
+    api, other_tenant, foreign, method, url, body
+):
     before = _snapshot(other_tenant)
-    response = _call(api, method, url.format(template=foreign["template"].id,
-                                             job=foreign["job"].id, key=foreign["key"].id), body)
+    response = _call(
+        api,
+        method,
+        url.format(template=foreign["template"].id, job=foreign["job"].id, key=foreign["key"].id),
+        body,
+    )
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
     assert _snapshot(other_tenant) == before
 
 
 @pytest.mark.parametrize(("method", "url", "body"), ENDPOINTS + SESSION_ENDPOINTS)
-def test_a_foreign_object_is_404_by_session_and_nothing_changes(tenant, other_tenant, foreign,
-                                                                 method, url, body):
+def test_a_foreign_object_is_404_by_session_and_nothing_changes(
+    tenant, other_tenant, foreign, method, url, body
+):
     from rest_framework.test import APIClient
 
     client = APIClient()
     client.force_login(factories.make_member(tenant, role="owner"))
     before = _snapshot(other_tenant)
-    response = _call(client, method, url.format(template=foreign["template"].id,
-                                                job=foreign["job"].id, key=foreign["key"].id), body)
+    response = _call(
+        client,
+        method,
+        url.format(template=foreign["template"].id, job=foreign["job"].id, key=foreign["key"].id),
+        body,
+    )
     assert response.status_code == 404
     assert _snapshot(other_tenant) == before
 
 
-def test_a_forbidden_action_answers_403_whether_or_not_the_object_is_ours(api, template,
-                                                                          foreign):
+def test_a_forbidden_action_answers_403_whether_or_not_the_object_is_ours(api, template, foreign):
     ours = api.delete(f"/api/v1/templates/{template.id}/")
     theirs = api.delete(f"/api/v1/templates/{foreign['template'].id}/")
     assert (ours.status_code, theirs.status_code) == (403, 403)
@@ -108,9 +120,16 @@ def test_a_subclass_cannot_override_the_tenant_scoping():
 # --- the role matrix ---------------------------------------------------------------------------
 
 ROLES = ["viewer", "editor", "admin", "owner", "secret_key"]
-TEMPLATE_BODY = {"name": "New", "kind": "character", "prompt": "hello {name}",
-                 "variables": [{"name": "name", "type": "text"}], "width": 128, "height": 96,
-                 "fps": 8, "duration_s": 1}
+TEMPLATE_BODY = {
+    "name": "New",
+    "kind": "character",
+    "prompt": "hello {name}",
+    "variables": [{"name": "name", "type": "text"}],
+    "width": 128,
+    "height": 96,
+    "fps": 8,
+    "duration_s": 1,
+}
 
 # action -> the roles that may do it
 MATRIX = {
@@ -140,35 +159,48 @@ def _do(action, client, template, job):
     return {
         "list templates": lambda: client.get("/api/v1/templates/"),
         "create template": lambda: client.post("/api/v1/templates/", TEMPLATE_BODY, format="json"),
-        "edit template": lambda: client.patch(f"/api/v1/templates/{template.id}/",
-                                              {"prompt": "changed {name}"}, format="json"),
+        "edit template": lambda: client.patch(
+            f"/api/v1/templates/{template.id}/", {"prompt": "changed {name}"}, format="json"
+        ),
         "archive template": lambda: client.delete(f"/api/v1/templates/{template.id}/"),
         "list jobs": lambda: client.get("/api/v1/jobs/"),
-        "create job": lambda: client.post("/api/v1/jobs/", {"template": str(template.id),
-                                                            "values": {"name": "Ada"}},
-                                          format="json"),
+        "create job": lambda: client.post(
+            "/api/v1/jobs/",
+            {"template": str(template.id), "values": {"name": "Ada"}},
+            format="json",
+        ),
         "cancel job": lambda: client.post(f"/api/v1/jobs/{job.id}/cancel/"),
         "list keys": lambda: client.get("/api/v1/keys/"),
-        "create key": lambda: client.post("/api/v1/keys/", {"kind": "secret", "name": "k"},
-                                          format="json"),
+        "create key": lambda: client.post(
+            "/api/v1/keys/", {"kind": "secret", "name": "k"}, format="json"
+        ),
     }[action]()
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("action", sorted(MATRIX))
 def test_the_role_matrix(tenant, template, role, action):
-    job = job_create(tenant=tenant, request=JobRequest(template=template,
-                                                       values={"name": "Ada"})).job
+    job = job_create(
+        tenant=tenant, request=JobRequest(template=template, values={"name": "Ada"})
+    ).job
     client = _as(role, tenant)
-    counts = (Template.objects.count(), Job.objects.count(), ApiKey.objects.count(),
-              template.versions.count())
+    counts = (
+        Template.objects.count(),
+        Job.objects.count(),
+        ApiKey.objects.count(),
+        template.versions.count(),
+    )
     response = _do(action, client, template, job)
     if role in MATRIX[action]:
         assert response.status_code in (200, 201, 204), response.content
     else:
         assert response.status_code == 403, response.content
-        assert (Template.objects.count(), Job.objects.count(), ApiKey.objects.count(),
-                template.versions.count()) == counts
+        assert (
+            Template.objects.count(),
+            Job.objects.count(),
+            ApiKey.objects.count(),
+            template.versions.count(),
+        ) == counts
         job.refresh_from_db()
         template.refresh_from_db()
         assert job.state == JobState.QUEUED and template.archived_at is None

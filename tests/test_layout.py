@@ -26,13 +26,27 @@ def test_web_process_never_imports_torch_or_diffusers():
         "from django.test import Client; Client().get('/api/v1/schema/'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch','diffusers','transformers')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-TENANT_OWNED = {"Template", "TemplateVersion", "Job", "IdempotencyKey", "ApiKey", "Membership",
-                "UsageEvent", "ModerationDecision"}
+TENANT_OWNED = {
+    "Template",
+    "TemplateVersion",
+    "Job",
+    "IdempotencyKey",
+    "ApiKey",
+    "Membership",
+    "UsageEvent",
+    "ModerationDecision",
+}
 
 
 def _unscoped_uses(path: Path) -> list[str]:
@@ -41,17 +55,28 @@ def _unscoped_uses(path: Path) -> list[str]:
     source = path.read_text()
     lines = source.splitlines()
     for node in ast.walk(ast.parse(source)):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
-                and node.value.attr == "objects" and isinstance(node.value.value, ast.Name)
-                and node.value.value.id in TENANT_OWNED and node.attr != "for_tenant"
-                and "# unscoped:" not in lines[node.lineno - 1]):
-            problems.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value.value.id}.objects.{node.attr}")
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "objects"
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id in TENANT_OWNED
+            and node.attr != "for_tenant"
+            and "# unscoped:" not in lines[node.lineno - 1]
+        ):
+            problems.append(
+                f"{path.relative_to(ROOT)}:{node.lineno} {node.value.value.id}.objects.{node.attr}"
+            )
     return problems
 
 
 def test_request_facing_modules_only_query_tenant_data_through_for_tenant():
-    modules = [p for app in ("tenants", "generation", "billing", "moderation")
-               for name in ("api.py", "views.py", "selectors.py") if (p := ROOT / app / name).exists()]
+    modules = [
+        p
+        for app in ("tenants", "generation", "billing", "moderation")
+        for name in ("api.py", "views.py", "selectors.py")
+        if (p := ROOT / app / name).exists()
+    ]
     assert modules, "no request-facing modules found"
     problems = [problem for module in modules for problem in _unscoped_uses(module)]
     # A deliberate exception carries "# unscoped: <why>" on its line.

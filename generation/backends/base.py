@@ -76,8 +76,13 @@ class GenerationCanceled(Exception):
     spent on the interrupted shot, so that the steps that did run can still be billed.
     """
 
-    def __init__(self, *, completed: list[ShotResult], partial_device_seconds: float,
-                 partial_shot_index: int | None):
+    def __init__(
+        self,
+        *,
+        completed: list[ShotResult],
+        partial_device_seconds: float,
+        partial_shot_index: int | None,
+    ):
         super().__init__("generation canceled")
         self.completed = completed
         self.partial_device_seconds = partial_device_seconds

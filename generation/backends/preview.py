@@ -106,7 +106,7 @@ _CJK = re.compile(f"[{_CJK_CHARACTERS}]")
 # at spaces.
 _TOKEN = re.compile(f"\\s+|[{_CJK_CHARACTERS}]|[^\\s{_CJK_CHARACTERS}]+")
 # Punctuation that must not open a line (kinsoku): it stays with the character before it.
-_NO_LINE_START = set("，。、！？；：）」』》〉】,.!?;:)]}%”’…")  # noqa: RUF001
+_NO_LINE_START = set("，。、！？；：）」』》〉】,.!?;:)]}%”’…")
 ELLIPSIS = "…"
 _RAQM = features.check_feature("raqm")
 

@@ -13,7 +13,8 @@ What it guarantees:
   ``spec.boundary_ratio`` into the pipeline config (the converted repos carry other values; see
   the comment above ``registry.BUILTIN_MODELS``).
 - The same request with the same seeds gives the same frames; device time is measured around
-  the device work only (synchronised on CUDA) and model loading is reported apart, unbilled.
+  each shot's pipeline call (prompt encoding, sampling, VAE decode; synchronised on CUDA, wall
+  time on the CPU) and model loading is reported apart, unbilled.
 - A cancel stops at the end of the current denoising step, before the VAE decode, and reports
   the device time already spent so that it can still be billed.
 - Pipelines stay warm in one process-wide LRU cache, bounded by GPU memory (by count on CPU).
@@ -713,9 +714,9 @@ class WanBackend:
                     partial_shot_index=shot.index,
                 ) from None
             except Exception as exc:
+                pipe.maybe_free_model_hooks()
                 if not _is_out_of_memory(torch, exc):
                     raise
-                pipe.maybe_free_model_hooks()
                 _free_memory()
                 raise PlatformFault(
                     f"out of GPU memory generating shot {shot.index} of {spec.name} at "
@@ -788,8 +789,11 @@ def fit_reference_image(data: bytes, *, width: int, height: int, fit: str = "cro
 
     if fit not in IMAGE_FITS:
         raise ValueError(f"image_fit must be one of {', '.join(IMAGE_FITS)}, not {fit!r}.")
-    with Image.open(io.BytesIO(data)) as opened:
-        image = ImageOps.exif_transpose(opened).convert("RGB")
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"the reference image cannot be read: {exc}") from exc
     resample = Image.Resampling.LANCZOS
     if fit == "crop":
         return ImageOps.fit(image, (width, height), method=resample, centering=(0.5, 0.5))

@@ -23,6 +23,11 @@ from PIL import Image
 VIDEO_CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
 PROFILE = "high"
+AUDIO_CODEC = "aac"
+AUDIO_FORMAT = "fltp"
+AUDIO_LAYOUTS = {1: "mono", 2: "stereo"}
+# One AAC-LC frame: the encoder takes exactly this many samples per channel per frame.
+AAC_FRAME_SAMPLES = 1024
 # libavutil's AVCOL_* value for ITU-R BT.709 primaries, transfer and matrix, and for limited
 # ("tv", 16-235) range: what players assume for H.264 when nothing is said, said explicitly.
 BT709 = 1
@@ -38,6 +43,9 @@ def encode_mp4(
     crf: int = 20,
     preset: str = "veryfast",
     metadata: dict[str, str] | None = None,
+    audio: np.ndarray | None = None,
+    audio_rate: int = 48000,
+    audio_bitrate: int = 128_000,
 ) -> bytes:
     """Encode uint8 RGB frames of shape (height, width, 3) into MP4 bytes.
 
@@ -46,6 +54,10 @@ def encode_mp4(
     so a generator keeps memory flat. Raises ValueError for a frame of another shape or type,
     for odd sizes (yuv420p halves both) and for no frames at all. Metadata keys are written as
     MP4 ``mdta`` tags, so keys of our own (a job id) survive next to ``title`` and ``comment``.
+
+    ``audio``, float32 samples in [-1, 1] shaped (channels, samples) at ``audio_rate``, adds an
+    AAC-LC stream (1 or 2 channels). Its packets are muxed as the video advances, so the file is
+    interleaved in time order however long it is; samples past the last video frame are cut.
     """
     if fps < 1:
         raise ValueError(f"fps must be at least 1 (got {fps})")
@@ -53,6 +65,8 @@ def encode_mp4(
         raise ValueError(f"H.264 in yuv420p needs an even width and height (got {width}x{height})")
     if not 0 <= crf <= 51:
         raise ValueError(f"crf must be between 0 and 51 (got {crf})")
+    if audio is not None:
+        audio = _check_audio(audio, audio_rate=audio_rate)
     time_base = Fraction(1, fps)
     container_flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
     # faststart rewrites the file after the last packet by reopening it by name, which a
@@ -74,6 +88,11 @@ def encode_mp4(
             codec.colorspace = BT709
             codec.color_range = LIMITED_RANGE
             codec.options = {"crf": str(crf), "preset": preset, "profile": PROFILE}
+            audio_track = (
+                _AudioTrack(container, audio, rate=audio_rate, bitrate=audio_bitrate)
+                if audio is not None
+                else None
+            )
             reformatter = VideoReformatter()
             count = 0
             for frame in frames:
@@ -93,9 +112,13 @@ def encode_mp4(
                 video_frame.time_base = time_base
                 container.mux(stream.encode(video_frame))
                 count += 1
+                if audio_track is not None:
+                    audio_track.write_until(Fraction(count, fps))
             if count == 0:
                 raise ValueError("an MP4 needs at least one frame")
             container.mux(stream.encode(None))
+            if audio_track is not None:
+                audio_track.finish(Fraction(count, fps))
         except BaseException:
             # Closing writes the trailer, which can fail too on a half-made file; the error
             # that stopped the encode is the one to report.
@@ -114,6 +137,56 @@ def _check_frame(frame: np.ndarray, *, width: int, height: int, number: int) -> 
         raise ValueError(f"frame {number} has shape {shape}, expected {expected}")
     if frame.dtype != np.uint8:
         raise ValueError(f"frame {number} has dtype {frame.dtype}, expected uint8")
+
+
+def _check_audio(audio: np.ndarray, *, audio_rate: int) -> np.ndarray:
+    if not isinstance(audio, np.ndarray) or audio.ndim != 2:
+        shape = getattr(audio, "shape", type(audio).__name__)
+        raise ValueError(f"audio must be a (channels, samples) array, got {shape}")
+    if audio.shape[0] not in AUDIO_LAYOUTS:
+        raise ValueError(f"audio must have 1 or 2 channels, got {audio.shape[0]}")
+    if audio_rate < 8000:
+        raise ValueError(f"audio_rate must be at least 8000 Hz (got {audio_rate})")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+class _AudioTrack:
+    """An AAC stream fed in AAC-frame-sized pieces as the video clock moves on."""
+
+    def __init__(self, container, samples: np.ndarray, *, rate: int, bitrate: int):
+        self.container = container
+        self.samples = samples
+        self.rate = rate
+        self.layout = AUDIO_LAYOUTS[samples.shape[0]]
+        self.stream = container.add_stream(AUDIO_CODEC, rate=rate, layout=self.layout)
+        self.stream.codec_context.format = AUDIO_FORMAT
+        self.stream.bit_rate = bitrate
+        self.written = 0
+
+    def write_until(self, seconds: Fraction) -> None:
+        """Encode every whole AAC frame that starts before ``seconds``."""
+        end = min(int(seconds * self.rate), self.samples.shape[1])
+        while self.written + AAC_FRAME_SAMPLES <= end:
+            self._encode(self.written + AAC_FRAME_SAMPLES)
+
+    def finish(self, seconds: Fraction) -> None:
+        """Encode up to exactly ``seconds`` (silence where the samples run out), then flush."""
+        end = round(seconds * self.rate)
+        if self.samples.shape[1] < end:
+            pad = np.zeros((self.samples.shape[0], end - self.samples.shape[1]), np.float32)
+            self.samples = np.concatenate([self.samples, pad], axis=1)
+        while self.written < end:
+            self._encode(min(self.written + AAC_FRAME_SAMPLES, end))
+        self.container.mux(self.stream.encode(None))
+
+    def _encode(self, stop: int) -> None:
+        chunk = np.ascontiguousarray(self.samples[:, self.written : stop])
+        frame = av.AudioFrame.from_ndarray(chunk, format=AUDIO_FORMAT, layout=self.layout)
+        frame.sample_rate = self.rate
+        frame.pts = self.written
+        frame.time_base = Fraction(1, self.rate)
+        self.container.mux(self.stream.encode(frame))
+        self.written = stop
 
 
 def poster_jpeg(frame: np.ndarray, *, max_width: int = 1280, quality: int = 85) -> bytes:
@@ -138,7 +211,9 @@ def probe_mp4(data: bytes) -> dict:
 
     Keys: ``width``, ``height``, ``frames`` (decoded), ``codec`` (e.g. "h264"), ``profile``
     (e.g. "High"), ``pix_fmt``, ``fps`` (float), ``duration_s``, ``metadata`` (container
-    tags), ``boxes`` (top-level MP4 box types in file order) and ``moov_before_mdat``.
+    tags), ``boxes`` (top-level MP4 box types in file order), ``moov_before_mdat`` and
+    ``audio``: None, or the first audio stream's ``codec``, ``profile``, ``channels`` and
+    ``sample_rate`` (the header only; ``audio.decode_audio`` decodes the samples).
     """
     boxes = mp4_top_level_boxes(data)
     with av.open(io.BytesIO(data), "r") as container:
@@ -154,6 +229,15 @@ def probe_mp4(data: bytes) -> dict:
         else:
             duration_s = 0.0
         rate = stream.average_rate or stream.base_rate
+        audio = None
+        if container.streams.audio:
+            audio_codec = container.streams.audio[0].codec_context
+            audio = {
+                "codec": audio_codec.name,
+                "profile": audio_codec.profile,
+                "channels": audio_codec.channels,
+                "sample_rate": audio_codec.sample_rate,
+            }
         return {
             "width": codec.width,
             "height": codec.height,
@@ -168,6 +252,7 @@ def probe_mp4(data: bytes) -> dict:
             "moov_before_mdat": (
                 "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")
             ),
+            "audio": audio,
         }
 
 

@@ -4,6 +4,7 @@ import base64
 import io
 
 import av
+import numpy as np
 import pytest
 from django.test import override_settings
 from PIL import Image
@@ -26,15 +27,21 @@ def _create(api, template, run_on_commit=None, **body):
     return run_on_commit(api.post, "/api/v1/jobs/", payload, format="json")
 
 
-def test_a_job_runs_to_succeeded_and_the_mp4_decodes_at_the_expected_size(api, template,
-                                                                          run_on_commit):
+def test_a_job_runs_to_succeeded_and_the_mp4_decodes_at_the_expected_size(
+    api, template, run_on_commit
+):
     response = _create(api, template, run_on_commit)
     assert response.status_code == 201
     job = Job.objects.get(pk=response.json()["id"])
     assert job.state == JobState.SUCCEEDED
     assert job.progress == 100
     assert [t.to_state for t in job.transitions.all()] == [
-        "queued", "running", "postprocessing", "moderating", "succeeded"]
+        "queued",
+        "running",
+        "postprocessing",
+        "moderating",
+        "succeeded",
+    ]
     info = probe_mp4(get_bytes(job.video_key))
     assert (info["width"], info["height"], info["codec"]) == (128, 96, "h264")
     assert info["frames"] == 8  # 1 s at 8 fps
@@ -45,8 +52,9 @@ def test_a_job_runs_to_succeeded_and_the_mp4_decodes_at_the_expected_size(api, t
     assert body["shots"][0]["prompt"] == "Ada shows courage in the playground."
 
 
-def test_the_download_link_serves_the_video_with_range_and_expires(api, template, run_on_commit,
-                                                                   client):
+def test_the_download_link_serves_the_video_with_range_and_expires(
+    api, template, run_on_commit, client
+):
     job_id = _create(api, template, run_on_commit).json()["id"]
     links = api.get(f"/api/v1/jobs/{job_id}/download/").json()
     url = links["video"]["url"].removeprefix("http://127.0.0.1:8000")
@@ -93,10 +101,18 @@ def test_the_same_idempotency_key_and_body_returns_the_original_job(api, templat
 
 def test_the_same_idempotency_key_with_another_body_is_409_and_creates_nothing(api, template):
     headers = {"HTTP_IDEMPOTENCY_KEY": "order-42"}
-    api.post("/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}},
-             format="json", **headers)
-    response = api.post("/api/v1/jobs/", {"template": str(template.id),
-                                          "values": {"name": "Bob"}}, format="json", **headers)
+    api.post(
+        "/api/v1/jobs/",
+        {"template": str(template.id), "values": {"name": "Ada"}},
+        format="json",
+        **headers,
+    )
+    response = api.post(
+        "/api/v1/jobs/",
+        {"template": str(template.id), "values": {"name": "Bob"}},
+        format="json",
+        **headers,
+    )
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_key_reused"
     assert Job.objects.count() == 1
@@ -105,10 +121,18 @@ def test_the_same_idempotency_key_with_another_body_is_409_and_creates_nothing(a
 def test_idempotency_keys_are_per_tenant(api, other_api, template, other_tenant):
     other_template = factories.make_template(other_tenant)
     headers = {"HTTP_IDEMPOTENCY_KEY": "same-key"}
-    a = api.post("/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}},
-                 format="json", **headers)
-    b = other_api.post("/api/v1/jobs/", {"template": str(other_template.id),
-                                         "values": {"name": "Ada"}}, format="json", **headers)
+    a = api.post(
+        "/api/v1/jobs/",
+        {"template": str(template.id), "values": {"name": "Ada"}},
+        format="json",
+        **headers,
+    )
+    b = other_api.post(
+        "/api/v1/jobs/",
+        {"template": str(other_template.id), "values": {"name": "Ada"}},
+        format="json",
+        **headers,
+    )
     assert (a.status_code, b.status_code) == (201, 201)
     assert a.json()["id"] != b.json()["id"]
 
@@ -120,29 +144,37 @@ def test_idempotency_keys_are_kept_for_24_hours_then_swept(api, template):
 
     from generation.services import idempotency_sweep
 
-    api.post("/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}},
-             format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    api.post(
+        "/api/v1/jobs/",
+        {"template": str(template.id), "values": {"name": "Ada"}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
+    )
     IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=23, minutes=59))
     assert idempotency_sweep() == 0
     IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=24, minutes=1))
     assert idempotency_sweep() == 1
 
 
-@pytest.mark.parametrize(("values", "field"), [
-    ({}, "values.name"),
-    ({"name": "Ada", "colour": "red"}, "values.colour"),
-    ({"name": 42}, "values.name"),
-    ({"name": "A" * 33}, "values.name"),
-    ({"name": "Ada", "virtue": "greed"}, "values.virtue"),
-    ({"name": "Ada", "age": "ten"}, "values.age"),
-    ({"name": "Ada", "age": 99}, "values.age"),
-    ({"name": "Ada", "age": 7.5}, "values.age"),
-    ({"name": "Ada\u202e"}, "values.name"),
-    ({"name": "Ada\x00"}, "values.name"),
-])
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({}, "values.name"),
+        ({"name": "Ada", "colour": "red"}, "values.colour"),
+        ({"name": 42}, "values.name"),
+        ({"name": "A" * 33}, "values.name"),
+        ({"name": "Ada", "virtue": "greed"}, "values.virtue"),
+        ({"name": "Ada", "age": "ten"}, "values.age"),
+        ({"name": "Ada", "age": 99}, "values.age"),
+        ({"name": "Ada", "age": 7.5}, "values.age"),
+        ({"name": "Ada\u202e"}, "values.name"),
+        ({"name": "Ada\x00"}, "values.name"),
+    ],
+)
 def test_bad_values_are_400_with_the_field_and_create_nothing(api, template, values, field):
-    response = api.post("/api/v1/jobs/", {"template": str(template.id), "values": values},
-                        format="json")
+    response = api.post(
+        "/api/v1/jobs/", {"template": str(template.id), "values": values}, format="json"
+    )
     assert response.status_code == 400
     body = response.json()
     assert response["Content-Type"] == "application/problem+json"
@@ -151,15 +183,18 @@ def test_bad_values_are_400_with_the_field_and_create_nothing(api, template, val
     assert Job.objects.count() == 0
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"template": "00000000-0000-0000-0000-000000000000"}, "template"),
-    ({"template": "no-such-slug"}, "template"),
-    ({"width": 127}, "width"),
-    ({"duration_s": 0.01}, "duration_s"),
-    ({"model": "gpt-video"}, "model"),
-    ({"surprise": 1}, "surprise"),
-    ({"model": "wan2.2-ti2v-5b", "width": 1280, "height": 720}, "height"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"template": "00000000-0000-0000-0000-000000000000"}, "template"),
+        ({"template": "no-such-slug"}, "template"),
+        ({"width": 127}, "width"),
+        ({"duration_s": 0.01}, "duration_s"),
+        ({"model": "gpt-video"}, "model"),
+        ({"surprise": 1}, "surprise"),
+        ({"model": "wan2.2-ti2v-5b", "width": 1280, "height": 720}, "height"),
+    ],
+)
 def test_bad_requests_are_400_and_create_nothing(api, template, body, field):
     payload = {"template": str(template.id), "values": {"name": "Ada"}, **body}
     response = api.post("/api/v1/jobs/", payload, format="json")
@@ -169,18 +204,23 @@ def test_bad_requests_are_400_and_create_nothing(api, template, body, field):
 
 
 def test_wan_frame_counts_are_4k_plus_1_in_the_plan(api, tenant):
-    template = factories.make_template(tenant, model="wan2.2-ti2v-5b", width=1280, height=704,
-                                       fps=24, duration_s=5.0)
-    response = api.post("/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}},
-                        format="json")
+    template = factories.make_template(
+        tenant, model="wan2.2-ti2v-5b", width=1280, height=704, fps=24, duration_s=5.0
+    )
+    response = api.post(
+        "/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}}, format="json"
+    )
     assert response.status_code == 201
     assert [s["num_frames"] for s in response.json()["shots"]] == [121]
 
 
 def test_a_body_over_the_limit_is_413(api, template):
     with override_settings(REELCAST_MAX_BODY_BYTES=1000):
-        response = api.post("/api/v1/jobs/", {"template": str(template.id),
-                                              "values": {"name": "x" * 2000}}, format="json")
+        response = api.post(
+            "/api/v1/jobs/",
+            {"template": str(template.id), "values": {"name": "x" * 2000}},
+            format="json",
+        )
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
     assert Job.objects.count() == 0
@@ -207,8 +247,11 @@ def test_an_archived_template_takes_no_jobs(api, template):
 
 def _photo_template(tenant):
     return factories.make_template(
-        tenant, variables=[{"name": "name", "type": "text"}, {"name": "photo", "type": "image"}],
-        prompt="{name} walks through the city.", title="{name}")
+        tenant,
+        variables=[{"name": "name", "type": "text"}, {"name": "photo", "type": "image"}],
+        prompt="{name} walks through the city.",
+        title="{name}",
+    )
 
 
 def _png_data_url(size=(64, 48), colour=(200, 30, 30)) -> str:
@@ -219,9 +262,12 @@ def _png_data_url(size=(64, 48), colour=(200, 30, 30)) -> str:
 
 def test_an_image_value_is_verified_stored_under_the_tenant_and_used(api, tenant, run_on_commit):
     template = _photo_template(tenant)
-    response = run_on_commit(api.post, "/api/v1/jobs/", {
-        "template": str(template.id), "values": {"name": "Ada", "photo": _png_data_url()}},
-        format="json")
+    response = run_on_commit(
+        api.post,
+        "/api/v1/jobs/",
+        {"template": str(template.id), "values": {"name": "Ada", "photo": _png_data_url()}},
+        format="json",
+    )
     assert response.status_code == 201
     assert response.json()["values"]["photo"] == {"image": "photo"}
     job = Job.objects.get()
@@ -231,15 +277,21 @@ def test_an_image_value_is_verified_stored_under_the_tenant_and_used(api, tenant
     assert job.state == JobState.SUCCEEDED
 
 
-@pytest.mark.parametrize("value", [
-    "data:image/png;base64,bm90IGFuIGltYWdl",
-    "data:image/png;base64,%%%",
-    "https://example.com/a.png",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "data:image/png;base64,bm90IGFuIGltYWdl",
+        "data:image/png;base64,%%%",
+        "https://example.com/a.png",
+    ],
+)
 def test_a_fake_or_broken_image_is_400(api, tenant, value):
     template = _photo_template(tenant)
-    response = api.post("/api/v1/jobs/", {"template": str(template.id),
-                                          "values": {"name": "Ada", "photo": value}}, format="json")
+    response = api.post(
+        "/api/v1/jobs/",
+        {"template": str(template.id), "values": {"name": "Ada", "photo": value}},
+        format="json",
+    )
     assert response.status_code == 400
     assert [e["field"] for e in response.json()["errors"]] == ["values.photo"]
     assert Job.objects.count() == 0
@@ -248,8 +300,14 @@ def test_a_fake_or_broken_image_is_400(api, tenant, value):
 def test_a_decompression_bomb_is_refused(api, tenant):
     template = _photo_template(tenant)
     with override_settings(REELCAST_MAX_IMAGE_PIXELS=1000):
-        response = api.post("/api/v1/jobs/", {"template": str(template.id), "values": {
-            "name": "Ada", "photo": _png_data_url(size=(100, 100))}}, format="json")
+        response = api.post(
+            "/api/v1/jobs/",
+            {
+                "template": str(template.id),
+                "values": {"name": "Ada", "photo": _png_data_url(size=(100, 100))},
+            },
+            format="json",
+        )
     assert response.status_code == 400
     assert "pixels" in response.json()["errors"][0]["message"]
 
@@ -265,7 +323,8 @@ def test_list_filters_by_state_and_template_and_pages_with_a_cursor(api, tenant,
     rest = api.get(page["next"].removeprefix("http://testserver")).json()
     assert len(rest["results"]) == 2 and rest["next"] is None
     assert {j["id"] for j in page["results"]} | {j["id"] for j in rest["results"]} == {
-        str(pk) for pk in Job.objects.values_list("pk", flat=True)}
+        str(pk) for pk in Job.objects.values_list("pk", flat=True)
+    }
     failed = api.get("/api/v1/jobs/?state=failed").json()["results"]
     assert [j["template"] for j in failed] == [str(second.id)]
     by_template = api.get(f"/api/v1/jobs/?template={template.id}").json()["results"]
@@ -288,10 +347,10 @@ def test_cancel_while_queued_ends_the_job_and_the_worker_does_nothing(api, templ
     assert api.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 409
 
 
-def test_cancel_while_running_stops_within_a_step_and_bills_the_work_done(api, tenant,
-                                                                          monkeypatch):
-    template = factories.make_template(tenant, duration_s=4.0, fps=8,
-                                       prompt="{name} one.\n\n{name} two.\n\n{name} three.")
+def test_cancel_while_running_stops_within_a_step_and_bills_the_work_done(api, tenant, monkeypatch):
+    template = factories.make_template(
+        tenant, duration_s=4.0, fps=8, prompt="{name} one.\n\n{name} two.\n\n{name} three."
+    )
     job_id = _create(api, template).json()["id"]
     from generation.backends.preview import PreviewBackend
 
@@ -334,53 +393,57 @@ def test_a_worker_exception_fails_the_job_with_a_reason(api, template, monkeypat
     assert api.get(f"/api/v1/jobs/{job_id}/").json()["error"]["code"] == "generation_error"
 
 
-def test_the_ledger_holds_one_row_per_shot_even_when_the_task_runs_again(api, template,
-                                                                         monkeypatch):
-    job_id = _create(api, template).json()["id"]
+def test_a_job_whose_worker_dies_is_retried_with_the_same_seed_and_billed_once(
+    api, template, monkeypatch, run_on_commit
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     from generation.backends.preview import PreviewBackend
 
+    job_id = _create(api, template).json()["id"]
     real_generate = PreviewBackend.generate
-    calls = {"n": 0}
+    seeds = []
 
-    def crash_after_generating_once(self, request, **kwargs):
-        result = real_generate(self, request, **kwargs)
-        calls["n"] += 1
-        return result
+    def generate(self, request, **kwargs):
+        seeds.append([shot.seed for shot in request.shots])
+        return real_generate(self, request, **kwargs)
 
-    monkeypatch.setattr(PreviewBackend, "generate", crash_after_generating_once)
-    real_finish = tasks._finish
+    monkeypatch.setattr(PreviewBackend, "generate", generate)
+    real_pack = tasks.pack
 
-    def worker_dies_in_postprocessing(job, result):
-        raise SystemExit("worker killed")
+    def worker_killed_after_billing(frames, *, fps):
+        raise SystemExit("kill -9")  # dies after the usage row, before the hand-over
 
-    monkeypatch.setattr(tasks, "_finish", worker_dies_in_postprocessing)
+    monkeypatch.setattr(tasks, "pack", worker_killed_after_billing)
     with pytest.raises(SystemExit):
         tasks.run_job(job_id)
-    # The broker re-delivers; the job was left mid-flight by the dead worker.
-    Job.objects.filter(pk=job_id).update(state="running")
-    monkeypatch.setattr(tasks, "_finish", real_finish)
-    tasks.run_job(job_id)
-    tasks.run_job(job_id)  # and a duplicate delivery after success
     job = Job.objects.get(pk=job_id)
-    assert job.state == "succeeded"
-    assert calls["n"] == 2
+    assert (job.state, job.attempts) == ("running", 1)
+    # A second delivery while the lease is alive must not start a second generation.
+    monkeypatch.setattr(tasks, "pack", real_pack)
+    tasks.run_job(job_id)
+    assert len(seeds) == 1
+    # The lease lapses (nobody renews it); the reaper requeues and a worker takes it again.
+    Job.objects.filter(pk=job_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert run_on_commit(tasks.reap_lost_jobs) == 1
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == ("succeeded", 2)
+    assert seeds[0] == seeds[1]
+    assert "lost; retrying with the same seed" in " ".join(t.reason for t in job.transitions.all())
+    tasks.run_job(job_id)  # a late duplicate delivery after success does nothing
     rows = list(UsageEvent.objects.filter(job_id=job_id).values_list("id", flat=True))
     assert rows == [f"job:{job_id}:generate:0"]
 
 
-def test_a_job_started_more_than_twice_fails_as_worker_lost(api, template):
-    job_id = _create(api, template).json()["id"]
-    Job.objects.filter(pk=job_id).update(state="running", attempts=2)
-    tasks.run_job(job_id)
-    job = Job.objects.get(pk=job_id)
-    assert (job.state, job.error_code) == ("failed", "worker_lost")
-    assert UsageEvent.objects.count() == 0
-
-
 def test_a_job_pins_the_template_version_it_was_made_from(api, template, run_on_commit):
     first = _create(api, template).json()
-    patched = api.patch(f"/api/v1/templates/{template.id}/",
-                        {"prompt": "{name} learns about {virtue} at the zoo."}, format="json")
+    patched = api.patch(
+        f"/api/v1/templates/{template.id}/",
+        {"prompt": "{name} learns about {virtue} at the zoo."},
+        format="json",
+    )
     assert patched.json()["version"]["number"] == 2
     second = _create(api, template).json()
     assert (first["template_version"], second["template_version"]) == (1, 2)
@@ -397,15 +460,25 @@ def test_the_same_seed_gives_the_same_video(api, template, run_on_commit):
     frames = []
     for job in (a, b, c):
         with av.open(io.BytesIO(get_bytes(job.video_key))) as container:
-            frames.append(next(container.decode(video=0)).to_ndarray(format="rgb24"))
-    assert (frames[0] == frames[1]).all()
-    assert not (frames[0] == frames[2]).all()
+            frames.append(
+                np.stack(
+                    [
+                        f.to_ndarray(format="rgb24").astype(np.int16)
+                        for f in container.decode(video=0)
+                    ]
+                )
+            )
+    # x264 is not bit-reproducible across runs on every CPU; the frames it was given are, so
+    # the same seed decodes to (all but) the same pixels and another seed does not.
+    assert np.abs(frames[0] - frames[1]).mean() < 0.5
+    assert np.abs(frames[0] - frames[2]).mean() > 5
 
 
 def test_templates_of_another_tenant_cannot_be_used(api, other_tenant):
     foreign = factories.make_template(other_tenant)
-    response = api.post("/api/v1/jobs/", {"template": str(foreign.id), "values": {"name": "Ada"}},
-                        format="json")
+    response = api.post(
+        "/api/v1/jobs/", {"template": str(foreign.id), "values": {"name": "Ada"}}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["errors"] == [{"field": "template", "message": "No such template."}]
     assert Job.objects.count() == 0
@@ -416,20 +489,32 @@ def test_a_publishable_key_creates_jobs_only_for_its_templates_and_origins(tenan
     from tenants.services import apikey_create
 
     other = factories.make_template(tenant)
-    pk = apikey_create(tenant=tenant, kind="publishable", name="shop",
-                       allowed_origins=["https://shop.example"],
-                       allowed_template_ids=[str(template.id)]).raw_key
+    pk = apikey_create(
+        tenant=tenant,
+        kind="publishable",
+        name="shop",
+        allowed_origins=["https://shop.example"],
+        allowed_template_ids=[str(template.id)],
+    ).raw_key
     good = key_client(pk, HTTP_ORIGIN="https://shop.example")
-    created = good.post("/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}},
-                        format="json")
+    created = good.post(
+        "/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}}, format="json"
+    )
     assert created.status_code == 201
     assert good.get(f"/api/v1/jobs/{created.json()['id']}/").status_code == 200
-    wrong_template = good.post("/api/v1/jobs/", {"template": str(other.id),
-                                                 "values": {"name": "Ada"}}, format="json")
+    wrong_template = good.post(
+        "/api/v1/jobs/", {"template": str(other.id), "values": {"name": "Ada"}}, format="json"
+    )
     assert wrong_template.status_code == 403
     evil = key_client(pk, HTTP_ORIGIN="https://evil.example")
-    assert evil.post("/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}},
-                     format="json").status_code == 403
+    assert (
+        evil.post(
+            "/api/v1/jobs/",
+            {"template": str(template.id), "values": {"name": "Ada"}},
+            format="json",
+        ).status_code
+        == 403
+    )
     assert good.get("/api/v1/jobs/").status_code == 403
     assert good.get("/api/v1/templates/").status_code == 403
     assert Job.objects.count() == 1

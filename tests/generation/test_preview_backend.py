@@ -31,7 +31,7 @@ def make_request(**overrides) -> GenerationRequest:
                 negative_prompt="",
                 num_frames=10,
                 seed=101,
-                scene_text="小明鼓起勇气，举起了手。",  # noqa: RUF001
+                scene_text="小明鼓起勇气，举起了手。",
             ),
             ShotSpec(
                 index=1,
@@ -270,7 +270,7 @@ def test_it_shows_the_title_at_the_start_of_the_first_shot_only():
 
 
 def test_it_keeps_scene_text_inside_the_safe_margins():
-    long_text = "小明鼓起勇气，在全班同学面前大声说出了自己的想法。 " * 6 + "Everyone listened." * 4  # noqa: RUF001
+    long_text = "小明鼓起勇气，在全班同学面前大声说出了自己的想法。 " * 6 + "Everyone listened." * 4
     short = make_request(shots=(ShotSpec(0, "a classroom", "", 3, 5, scene_text="Hi"),))
     long = make_request(shots=(ShotSpec(0, "a classroom", "", 3, 5, scene_text=long_text),))
 

@@ -26,8 +26,9 @@ def _database_url() -> str:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    return (f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:{db['PORT']}"
-            f"/{db['NAME']}")
+    return (
+        f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    )
 
 
 @pytest.mark.slow
@@ -46,9 +47,14 @@ def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
         "REELCAST_QUEUE_POLL_S": "0.2",
     }
     connection.close()  # SQLite: let the worker take the write lock freely
-    worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         # Enqueue through the same Redis broker the worker reads (the suite's own Conf is the
         # synchronous one, so point it at Redis for this one call).
@@ -61,8 +67,9 @@ def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
         try:
             assert get_broker().__class__.__name__ == "Redis"
             with transaction.atomic():
-                job = job_create(tenant=tenant, request=JobRequest(
-                    template=template, values={"name": "Ada"})).job
+                job = job_create(
+                    tenant=tenant, request=JobRequest(template=template, values={"name": "Ada"})
+                ).job
         finally:
             Conf.SYNC, Conf.REDIS, Conf.ORM = previous
         deadline = time.monotonic() + 90

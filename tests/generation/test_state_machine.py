@@ -16,8 +16,10 @@ LEGAL = {(a, b) for a, targets in TRANSITIONS.items() for b in targets}
 
 def _job_in(state: str) -> Job:
     tenant = factories.make_tenant()
-    job = job_create(tenant=tenant, request=JobRequest(template=factories.make_template(tenant),
-                                                       values={"name": "Ada"})).job
+    job = job_create(
+        tenant=tenant,
+        request=JobRequest(template=factories.make_template(tenant), values={"name": "Ada"}),
+    ).job
     Job.objects.filter(pk=job.pk).update(state=state)  # arrange only: put it in place directly
     job.refresh_from_db()
     return job
@@ -50,7 +52,11 @@ def test_every_illegal_transition_is_refused_and_changes_nothing(from_state, to_
 
 def test_terminal_states_have_no_way_out():
     assert {s for s, moves in TRANSITIONS.items() if not moves} == {
-        JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.BLOCKED}
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.CANCELED,
+        JobState.BLOCKED,
+    }
 
 
 def test_a_stale_job_object_cannot_move_a_job_that_moved_on():

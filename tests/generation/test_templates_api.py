@@ -9,11 +9,16 @@ pytestmark = pytest.mark.django_db
 BODY = {
     "name": "Honesty story",
     "kind": "character",
-    "variables": [{"name": "name", "type": "text", "max_length": 32},
-                  {"name": "friend", "type": "text", "required": False, "default": "a friend"}],
+    "variables": [
+        {"name": "name", "type": "text", "max_length": 32},
+        {"name": "friend", "type": "text", "required": False, "default": "a friend"},
+    ],
     "prompt": "{name} finds a wallet.\n\n{name} returns it to {friend}.",
     "title": "{name} tells the truth",
-    "width": 320, "height": 192, "fps": 12, "duration_s": 2,
+    "width": 320,
+    "height": 192,
+    "fps": 12,
+    "duration_s": 2,
 }
 
 
@@ -37,19 +42,24 @@ def test_editing_content_publishes_a_new_version_and_renaming_does_not(api):
     assert [(v["number"], v["duration_s"]) for v in versions] == [(1, 2.0), (2, 3.0)]
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"prompt": "hello {nobody}"}, "prompt"),
-    ({"title": "{missing} title"}, "title"),
-    ({"variables": [{"name": "Bad Name", "type": "text"}]}, "variables.0.name"),
-    ({"variables": [{"name": "a", "type": "colour"}]}, "variables.0.type"),
-    ({"variables": [{"name": "a", "type": "text", "pattern": "("}]}, "variables.0.pattern"),
-    ({"variables": [{"name": "a", "type": "choice", "choices": []}]}, "variables.0.choices"),
-    ({"variables": [{"name": "a", "type": "text"}, {"name": "a", "type": "text"}]},
-     "variables.1.name"),
-    ({"model": "nope"}, "model"),
-    ({"width": 321}, "width"),
-    ({"kind": "poem"}, "kind"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"prompt": "hello {nobody}"}, "prompt"),
+        ({"title": "{missing} title"}, "title"),
+        ({"variables": [{"name": "Bad Name", "type": "text"}]}, "variables.0.name"),
+        ({"variables": [{"name": "a", "type": "colour"}]}, "variables.0.type"),
+        ({"variables": [{"name": "a", "type": "text", "pattern": "("}]}, "variables.0.pattern"),
+        ({"variables": [{"name": "a", "type": "choice", "choices": []}]}, "variables.0.choices"),
+        (
+            {"variables": [{"name": "a", "type": "text"}, {"name": "a", "type": "text"}]},
+            "variables.1.name",
+        ),
+        ({"model": "nope"}, "model"),
+        ({"width": 321}, "width"),
+        ({"kind": "poem"}, "kind"),
+    ],
+)
 def test_invalid_templates_are_400_and_create_nothing(api, change, field):
     response = api.post("/api/v1/templates/", {**BODY, **change}, format="json")
     assert response.status_code == 400

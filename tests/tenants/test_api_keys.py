@@ -32,12 +32,15 @@ def test_a_key_authenticates_and_records_last_use(tenant):
     assert issued.api_key.last_used_at is not None
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer sk_not-a-real-key-at-all-000000",
-    "Bearer ",
-    "Token sk_whatever",
-    "Bearer pk_",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer sk_not-a-real-key-at-all-000000",
+        "Bearer ",
+        "Token sk_whatever",
+        "Bearer pk_",
+    ],
+)
 def test_unknown_or_malformed_keys_get_401_in_the_problem_shape(tenant, header):
     from rest_framework.test import APIClient
 
@@ -68,8 +71,9 @@ def test_no_credentials_is_401(db):
 def test_an_admin_creates_a_key_that_is_shown_once_and_can_be_revoked(tenant, client):
     admin = factories.make_member(tenant, role="admin")
     client.force_login(admin)
-    response = client.post("/api/v1/keys/", {"kind": "secret", "name": "ci"},
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/keys/", {"kind": "secret", "name": "ci"}, content_type="application/json"
+    )
     assert response.status_code == 201
     raw = response.json()["key"]
     key_id = response.json()["api_key"]["id"]
@@ -89,7 +93,8 @@ def test_a_secret_key_cannot_mint_keys(api, tenant):
 
 def test_a_publishable_key_must_name_origins_and_templates(tenant, client):
     client.force_login(factories.make_member(tenant, role="owner"))
-    response = client.post("/api/v1/keys/", {"kind": "publishable", "name": "shop"},
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/keys/", {"kind": "publishable", "name": "shop"}, content_type="application/json"
+    )
     assert response.status_code == 400
     assert ApiKey.objects.count() == 0

@@ -32,7 +32,9 @@ class Command(BaseCommand):
         tenant = tenant_create(name=options["name"], kind=options["kind"], slug=slug, owner=owner)
         out = {"tenant_id": str(tenant.id), "slug": tenant.slug}
         if options["with_key"]:
-            issued = apikey_create(tenant=tenant, kind=ApiKey.Kind.SECRET, name="created by createtenant")
+            issued = apikey_create(
+                tenant=tenant, kind=ApiKey.Kind.SECRET, name="created by createtenant"
+            )
             out["secret_key"] = issued.raw_key
         if options["json"]:
             self.stdout.write(json.dumps(out))

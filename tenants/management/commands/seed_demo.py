@@ -29,12 +29,28 @@ SCHOOL_TEMPLATE = {
     "kind": Template.Kind.CHARACTER,
     "content": {
         "variables": [
-            {"name": "name", "type": "text", "label": "Student name", "max_length": 32,
-             "pattern": r"[\w\u4e00-\u9fff][\w\u4e00-\u9fff '\-]*"},
-            {"name": "virtue", "type": "choice", "label": "Virtue",
-             "choices": ["courage", "honesty", "kindness"], "default": "courage"},
-            {"name": "place", "type": "text", "label": "Where it happens", "required": False,
-             "default": "the school playground", "max_length": 60},
+            {
+                "name": "name",
+                "type": "text",
+                "label": "Student name",
+                "max_length": 32,
+                "pattern": r"[\w\u4e00-\u9fff][\w\u4e00-\u9fff '\-]*",
+            },
+            {
+                "name": "virtue",
+                "type": "choice",
+                "label": "Virtue",
+                "choices": ["courage", "honesty", "kindness"],
+                "default": "courage",
+            },
+            {
+                "name": "place",
+                "type": "text",
+                "label": "Where it happens",
+                "required": False,
+                "default": "the school playground",
+                "max_length": 60,
+            },
         ],
         "prompt": (
             "{name} stands at the edge of {place}, looking worried.\n\n"
@@ -57,11 +73,25 @@ SHOP_TEMPLATE = {
     "kind": Template.Kind.PRODUCT,
     "content": {
         "variables": [
-            {"name": "shopper", "type": "text", "label": "Your first name", "required": False,
-             "default": "You", "max_length": 32},
-            {"name": "scene", "type": "choice", "label": "Scene",
-             "choices": ["a New York street at dusk", "Central Park in the snow",
-                         "a SoHo café terrace"], "default": "a New York street at dusk"},
+            {
+                "name": "shopper",
+                "type": "text",
+                "label": "Your first name",
+                "required": False,
+                "default": "You",
+                "max_length": 32,
+            },
+            {
+                "name": "scene",
+                "type": "choice",
+                "label": "Scene",
+                "choices": [
+                    "a New York street at dusk",
+                    "Central Park in the snow",
+                    "a SoHo café terrace",
+                ],
+                "default": "a New York street at dusk",
+            },
             {"name": "photo", "type": "image", "label": "Your photo", "required": False},
         ],
         "prompt": (
@@ -84,15 +114,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print the keys as JSON")
-        parser.add_argument("--public-origin", default=os.environ.get(
-            "REELCAST_DEMO_ORIGIN", "http://127.0.0.1:8000"),
-            help="origin the storefront key is allowed from")
+        parser.add_argument(
+            "--public-origin",
+            default=os.environ.get("REELCAST_DEMO_ORIGIN", "http://127.0.0.1:8000"),
+            help="origin the storefront key is allowed from",
+        )
 
     def handle(self, *args, **options):
         password = os.environ.get("REELCAST_DEMO_PASSWORD", "reelcast-demo")
         with transaction.atomic():
             user, created = get_user_model().objects.get_or_create(
-                username=DEMO_USERNAME, defaults={"email": "demo@example.com"})
+                username=DEMO_USERNAME, defaults={"email": "demo@example.com"}
+            )
             if created:
                 user.set_password(password)
                 user.save()
@@ -102,23 +135,36 @@ class Command(BaseCommand):
             membership_set(tenant=shop, user=user, role=Role.OWNER)
             school_template = self._template(school, SCHOOL_TEMPLATE)
             shop_template = self._template(shop, SHOP_TEMPLATE)
-            ApiKey.objects.filter(tenant__in=[school, shop], name__in=DEMO_KEY_NAMES,
-                                  revoked_at__isnull=True).update(revoked_at=timezone.now())
-            school_key = apikey_create(tenant=school, kind=ApiKey.Kind.SECRET,
-                                       name=DEMO_KEY_NAMES[0]).raw_key
-            shop_key = apikey_create(tenant=shop, kind=ApiKey.Kind.SECRET,
-                                     name=DEMO_KEY_NAMES[0]).raw_key
+            ApiKey.objects.filter(
+                tenant__in=[school, shop], name__in=DEMO_KEY_NAMES, revoked_at__isnull=True
+            ).update(revoked_at=timezone.now())
+            school_key = apikey_create(
+                tenant=school, kind=ApiKey.Kind.SECRET, name=DEMO_KEY_NAMES[0]
+            ).raw_key
+            shop_key = apikey_create(
+                tenant=shop, kind=ApiKey.Kind.SECRET, name=DEMO_KEY_NAMES[0]
+            ).raw_key
             shop_pk = apikey_create(
-                tenant=shop, kind=ApiKey.Kind.PUBLISHABLE, name=DEMO_KEY_NAMES[1],
+                tenant=shop,
+                kind=ApiKey.Kind.PUBLISHABLE,
+                name=DEMO_KEY_NAMES[1],
                 allowed_origins=[options["public_origin"]],
-                allowed_template_ids=[str(shop_template.id)]).raw_key
+                allowed_template_ids=[str(shop_template.id)],
+            ).raw_key
         out = {
             "username": DEMO_USERNAME,
             "password": password if user.check_password(password) else "(changed by you)",
-            "school": {"tenant": school.slug, "template": str(school_template.id),
-                       "secret_key": school_key},
-            "shop": {"tenant": shop.slug, "template": str(shop_template.id),
-                     "secret_key": shop_key, "publishable_key": shop_pk},
+            "school": {
+                "tenant": school.slug,
+                "template": str(school_template.id),
+                "secret_key": school_key,
+            },
+            "shop": {
+                "tenant": shop.slug,
+                "template": str(shop_template.id),
+                "secret_key": shop_key,
+                "publishable_key": shop_pk,
+            },
         }
         if options["json"]:
             self.stdout.write(json.dumps(out, indent=2))
@@ -138,5 +184,10 @@ class Command(BaseCommand):
         existing = Template.objects.for_tenant(tenant).filter(slug=spec["slug"]).first()
         if existing is not None:
             return existing
-        return template_create(tenant=tenant, name=spec["name"], kind=spec["kind"],
-                               slug=spec["slug"], content=dict(spec["content"]))
+        return template_create(
+            tenant=tenant,
+            name=spec["name"],
+            kind=spec["kind"],
+            slug=spec["slug"],
+            content=dict(spec["content"]),
+        )

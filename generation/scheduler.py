@@ -1,0 +1,232 @@
+"""Which queued job runs next, and on which pool.
+
+Jobs wait in the database, not in the broker: a pool is sent a job only when it has a free slot,
+so the broker never holds more than a pool can run and the order stays ours:
+
+1. effective priority class, highest first (interactive > standard > bulk), where a job gains one
+   class for every REELCAST_PRIORITY_AGING_S it has waited, so nothing starves;
+2. weighted fair share between tenants: the tenant with the least recent GPU use per unit of
+   weight goes first (recent = usage rows in the fair-share window plus jobs it has in flight);
+   ties go to the tenant that was served least recently;
+3. age, oldest first.
+
+Per-tenant caps (Tenant.max_concurrent_jobs, and a pool's optional ``tenant_cap``) are never
+exceeded. Each claim holds the pool's lock row (so slots are counted and filled in one step),
+skips job rows another transaction has locked (``SELECT … FOR UPDATE SKIP LOCKED`` on
+PostgreSQL) and is a conditional update, so several dispatchers can run at once without
+over-filling a pool or handing out a job twice; on SQLite the write lock serialises them
+(correct, if serial).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
+
+from billing.models import UsageEvent
+from generation.models import Job, JobState, PoolLock
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+IN_FLIGHT_STATES = (JobState.QUEUED, JobState.RUNNING)
+# A dispatched job still counts against its pool until generation ends (post-processing runs on
+# the CPU cluster and does not hold a GPU).
+
+
+class Priority(IntEnum):
+    BULK = 0
+    STANDARD = 1
+    INTERACTIVE = 2
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    hardware_class: str
+    capacity: int
+    models: tuple[str, ...]
+    tenant_cap: int | None = None
+
+
+def pools() -> list[Pool]:
+    return [
+        Pool(
+            name=name,
+            hardware_class=spec.get("hardware_class", "cpu"),
+            capacity=int(spec.get("capacity", 1)),
+            models=tuple(spec.get("models", [])),
+            tenant_cap=spec.get("tenant_cap"),
+        )
+        for name, spec in settings.REELCAST_POOLS.items()
+    ]
+
+
+def pool_for_model(model: str) -> Pool | None:
+    for pool in pools():
+        if model in pool.models:
+            return pool
+    return None
+
+
+def _in_flight(pool: Pool):
+    return Job.objects.filter(
+        pool=pool.name, dispatched_at__isnull=False, state__in=IN_FLIGHT_STATES
+    )
+
+
+def free_slots(pool: Pool) -> int:
+    return max(0, pool.capacity - _in_flight(pool).count())
+
+
+def effective_priority(job_priority: int, created_at: datetime, now: datetime) -> int:
+    aging = settings.REELCAST_PRIORITY_AGING_S
+    bonus = int((now - created_at).total_seconds() // aging) if aging > 0 else 0
+    return job_priority + bonus
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    job_id: object
+    tenant_id: object
+    sort_key: tuple
+
+
+def _candidates(pool: Pool, now: datetime) -> list[_Candidate]:
+    waiting = Job.objects.filter(
+        state=JobState.QUEUED,
+        dispatched_at__isnull=True,
+        cancel_requested_at__isnull=True,
+        model__in=pool.models,
+    )
+    tenant_ids = list(waiting.values_list("tenant_id", flat=True).distinct())
+    if not tenant_ids:
+        return []
+    in_flight_all = dict(
+        Job.objects.filter(
+            tenant_id__in=tenant_ids, dispatched_at__isnull=False, state__in=IN_FLIGHT_STATES
+        )
+        .values_list("tenant_id")
+        .annotate(n=Count("id"))
+    )
+    in_flight_pool = dict(
+        _in_flight(pool)
+        .filter(tenant_id__in=tenant_ids)
+        .values_list("tenant_id")
+        .annotate(n=Count("id"))
+    )
+    window_start = now - timedelta(seconds=settings.REELCAST_FAIR_SHARE_WINDOW_S)
+    recent_ms = dict(
+        UsageEvent.objects.filter(tenant_id__in=tenant_ids, created_at__gte=window_start)
+        .values_list("tenant_id")
+        .annotate(ms=Sum("milliseconds"))
+    )
+    last_served = dict(
+        Job.objects.filter(tenant_id__in=tenant_ids, dispatched_at__isnull=False)
+        .values_list("tenant_id")
+        .annotate(at=Max("dispatched_at"))
+    )
+    tenants = {t.id: t for t in Tenant.objects.filter(id__in=tenant_ids, status="active")}
+    in_flight_cost = settings.REELCAST_FAIR_SHARE_IN_FLIGHT_MS
+    epoch = datetime(1970, 1, 1, tzinfo=now.tzinfo)
+    out: list[_Candidate] = []
+    for tenant_id in tenant_ids:
+        tenant = tenants.get(tenant_id)
+        if tenant is None:
+            continue  # suspended tenants' jobs wait
+        if in_flight_all.get(tenant_id, 0) >= tenant.max_concurrent_jobs:
+            continue
+        if pool.tenant_cap is not None and in_flight_pool.get(tenant_id, 0) >= pool.tenant_cap:
+            continue
+        mine = waiting.filter(tenant_id=tenant_id)
+        heads = [
+            j
+            for j in (
+                mine.order_by("-priority", "created_at", "id").first(),
+                mine.order_by("created_at", "id").first(),
+            )
+            if j is not None
+        ]
+        head = max(
+            heads,
+            key=lambda j: (
+                effective_priority(j.priority, j.created_at, now),
+                -j.created_at.timestamp(),
+            ),
+        )
+        usage = recent_ms.get(tenant_id, 0) + in_flight_all.get(tenant_id, 0) * in_flight_cost
+        share = usage / max(1, tenant.fair_share_weight)
+        out.append(
+            _Candidate(
+                job_id=head.id,
+                tenant_id=tenant_id,
+                sort_key=(
+                    -effective_priority(head.priority, head.created_at, now),
+                    share,
+                    last_served.get(tenant_id) or epoch,
+                    head.created_at,
+                    str(head.id),
+                ),
+            )
+        )
+    out.sort(key=lambda c: c.sort_key)
+    return out
+
+
+def _claim(job_id: object, pool: Pool, now: datetime) -> bool:
+    rows = Job.objects.filter(
+        pk=job_id,
+        state=JobState.QUEUED,
+        dispatched_at__isnull=True,
+        cancel_requested_at__isnull=True,
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        if not rows.select_for_update(skip_locked=True).exists():
+            return False  # another dispatcher holds it
+    return rows.update(dispatched_at=now, pool=pool.name) == 1
+
+
+def dispatch_pool(pool: Pool, *, limit: int | None = None) -> list[object]:
+    """Claim jobs for ``pool``'s free slots; returns the claimed job ids (enqueue them)."""
+    claimed: list[object] = []
+    PoolLock.objects.get_or_create(name=pool.name)
+    for _ in range(limit if limit is not None else pool.capacity):
+        with transaction.atomic():
+            # Counting free slots and claiming must be one step per pool, or two dispatchers
+            # both see the last free slot and over-fill the pool.
+            PoolLock.objects.select_for_update().get(name=pool.name)
+            if free_slots(pool) <= 0:
+                break
+            now = timezone.now()
+            picked = None
+            for candidate in _candidates(pool, now):
+                if _claim(candidate.job_id, pool, now):
+                    picked = candidate.job_id
+                    break
+            if picked is None:
+                break
+            claimed.append(picked)
+    return claimed
+
+
+def queue_position(job: Job) -> int | None:
+    """1 for the next job this pool will take, counting jobs ahead of it in the same pool."""
+    if job.state != JobState.QUEUED:
+        return None
+    if job.dispatched_at is not None:
+        return 0
+    pool = pool_for_model(job.model)
+    models = pool.models if pool else (job.model,)
+    ahead = Job.objects.filter(  # unscoped: a count across tenants, no rows are shown
+        state=JobState.QUEUED,
+        dispatched_at__isnull=True,
+        model__in=models,
+    ).filter(Q(priority__gt=job.priority) | Q(priority=job.priority, created_at__lt=job.created_at))
+    return ahead.count() + 1
