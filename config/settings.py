@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -227,6 +228,7 @@ REELCAST_WAN_VAE_DTYPE = env_str("REELCAST_WAN_VAE_DTYPE", "float32")
 REELCAST_WAN_CACHE_GPU_BUDGET_GB = env_float("REELCAST_WAN_CACHE_GPU_BUDGET_GB", 0.0)
 REELCAST_WAN_CACHE_MAX_PIPELINES = env_int("REELCAST_WAN_CACHE_MAX_PIPELINES", 2)
 REELCAST_DEFAULT_MODEL = env_str("REELCAST_DEFAULT_MODEL", "preview")
+REELCAST_METRICS_TOKEN = env_str("REELCAST_METRICS_TOKEN", "")
 
 # --- auth, i18n, security -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

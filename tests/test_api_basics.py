@@ -57,9 +57,19 @@ def test_the_docs_page_serves_its_assets_locally(client):
     assert "/static/drf_spectacular_sidecar/" in html
 
 
-def test_health_and_readiness(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ok"}
+def test_health_and_readiness_answer_on_any_host(client):
+    assert client.get("/healthz", HTTP_HOST="10.0.0.7").json() == {"status": "ok"}
+    ready = client.get("/readyz", HTTP_HOST="10.0.0.7")
+    assert ready.status_code == 200
+    assert ready.json()["database"] == "ok"
+    assert client.get("/api/v1/jobs/", HTTP_HOST="10.0.0.7").status_code == 400  # others check
+
+
+def test_readiness_fails_when_the_broker_is_down(client, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["broker"].startswith("unavailable")
 
 
 def test_seed_demo_is_idempotent_and_leaves_one_live_key_of_each_kind(capsys):

@@ -78,10 +78,17 @@ def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
             if job.is_terminal:
                 break
             time.sleep(0.3)
-        assert job.state == "succeeded", (job.state, job.error_code, job.error_message)
+        if job.state != "succeeded":
+            os.killpg(worker.pid, signal.SIGTERM)
+            output = worker.communicate(timeout=20)[0].decode(errors="replace")[-4000:]
+            pytest.fail(f"job ended {job.state} {job.error_code} {job.error_message}\n{output}")
         info = probe_mp4(get_bytes(job.video_key))
         assert (info["width"], info["height"], info["frames"]) == (128, 96, 8)
         assert Job.objects.get(pk=job.pk).usage_events.count() == 1
+        from generation.models import WorkerHeartbeat
+
+        beats = WorkerHeartbeat.objects.filter(pool="default")
+        assert beats.exists() and beats.first().pid != os.getpid()
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:

@@ -201,3 +201,65 @@ def test_concurrent_dispatchers_never_hand_out_a_job_twice(monkeypatch):
     assert errors == []
     assert len(claimed) == len(set(claimed)) == 6
     assert Job.objects.filter(dispatched_at__isnull=False).count() == 6
+
+
+@override_settings(
+    REELCAST_POOLS={
+        "default": {"hardware_class": "cpu", "capacity": 1, "models": ["preview"]},
+        "gpu-h100": {"hardware_class": "h100", "capacity": 2, "models": ["wan2.2-ti2v-5b"]},
+    }
+)
+def test_metrics_report_queue_depth_per_pool_without_a_known_host(client):
+    tenant = factories.make_tenant()
+    _queue(tenant, factories.make_template(tenant), 3)
+    _queue(
+        tenant,
+        factories.make_template(
+            tenant, model="wan2.2-ti2v-5b", width=1280, height=704, fps=24, duration_s=5.0
+        ),
+        2,
+    )
+    scheduler.dispatch_pool(scheduler.pools()[0])
+    body = client.get("/metrics", HTTP_HOST="10.1.2.3:8000").content.decode()
+    assert 'reelcast_queue_depth{pool="default"} 2.0' in body
+    assert 'reelcast_queue_depth{pool="gpu-h100"} 2.0' in body
+    assert 'reelcast_pool_busy_slots{pool="default"} 1.0' in body
+    assert 'reelcast_jobs{state="queued"} 5.0' in body
+
+
+def test_metrics_can_require_a_token(client, settings):
+    settings.REELCAST_METRICS_TOKEN = "scrape-me"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
+
+
+def test_a_worker_heartbeat_names_its_pool_and_current_job():
+    from generation import workers
+    from generation.models import WorkerHeartbeat
+
+    tenant = factories.make_tenant()
+    job_id = _queue(tenant, factories.make_template(tenant), 1)[0]
+    Job.objects.filter(pk=job_id).update(
+        state="running", lease_owner=workers.worker_id(), lease_expires_at=timezone.now()
+    )
+    workers.set_current_job(job_id)
+    try:
+        workers.beat()
+    finally:
+        workers.set_current_job(None)
+    beat = WorkerHeartbeat.objects.get(worker=workers.worker_id())
+    assert (beat.pool, beat.hardware_class, beat.current_job) == ("default", "cpu", job_id)
+    assert Job.objects.get(pk=job_id).lease_expires_at > timezone.now() + timedelta(seconds=30)
+
+
+def test_the_periodic_schedules_are_registered_once():
+    from django.core.management import call_command
+    from django_q.models import Schedule
+
+    call_command("setup_schedules")
+    call_command("setup_schedules")
+    assert sorted(Schedule.objects.values_list("func", flat=True)) == [
+        "generation.tasks.dispatch",
+        "generation.tasks.reap_lost_jobs",
+        "generation.tasks.sweep_idempotency_keys",
+    ]

@@ -45,14 +45,6 @@ GEOMETRIES = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny-wan")
-    tiny_wan.build_all(root)
-    return root
-
-
 @pytest.fixture(autouse=True)
 def wan_settings(settings, tiny_models):
     torch.set_num_threads(1)

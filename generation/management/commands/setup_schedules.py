@@ -1,0 +1,31 @@
+"""Register the periodic tasks with django-q2 (idempotent; run after migrate)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django_q.models import Schedule
+
+SCHEDULES = [
+    # name, function, minutes: why
+    ("reelcast-dispatch", "generation.tasks.dispatch", 1),  # catch-up: slots freed by crashes
+    ("reelcast-reap-lost-jobs", "generation.tasks.reap_lost_jobs", 1),  # leases that lapsed
+    ("reelcast-sweep-idempotency-keys", "generation.tasks.sweep_idempotency_keys", 60),
+]
+
+
+class Command(BaseCommand):
+    help = "Create or update Reelcast's periodic django-q2 schedules."
+
+    def handle(self, *args, **options):
+        for name, func, minutes in SCHEDULES:
+            _, created = Schedule.objects.update_or_create(
+                name=name,
+                defaults={
+                    "func": func,
+                    "schedule_type": Schedule.MINUTES,
+                    "minutes": minutes,
+                    "repeats": -1,
+                    "cluster": "default",
+                },
+            )
+            self.stdout.write(f"{'created' if created else 'updated'} {name} every {minutes} min")
