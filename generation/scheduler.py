@@ -187,9 +187,12 @@ def _claim(job_id: object, pool: Pool, now: datetime) -> bool:
         dispatched_at__isnull=True,
         cancel_requested_at__isnull=True,
     )
-    if connection.features.has_select_for_update_skip_locked:
-        if not rows.select_for_update(skip_locked=True).exists():
-            return False  # another dispatcher holds it
+    locked_elsewhere = (
+        connection.features.has_select_for_update_skip_locked
+        and not rows.select_for_update(skip_locked=True).exists()
+    )
+    if locked_elsewhere:
+        return False  # another transaction holds this job row
     return rows.update(dispatched_at=now, pool=pool.name) == 1
 
 
