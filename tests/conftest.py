@@ -27,11 +27,21 @@ def _reachable(url: str, default_port: int) -> bool:
 
 @pytest.fixture
 def redis_url() -> str:
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    if not _reachable(url, 6379):
+    """A Redis database of this test process's own, emptied first.
+
+    Queues are Redis lists named after the cluster, so two suites running at once on one Redis
+    (two developers, or CI beside a developer) would otherwise take each other's tasks.
+    """
+    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if not _reachable(base, 6379):
         if REQUIRE_SERVICES:
-            pytest.fail(f"Redis is required (REELCAST_REQUIRE_SERVICES=1) but {url} is down")
-        pytest.skip(f"Redis not reachable at {url}")
+            pytest.fail(f"Redis is required (REELCAST_REQUIRE_SERVICES=1) but {base} is down")
+        pytest.skip(f"Redis not reachable at {base}")
+    import redis
+
+    parsed = urlparse(base)
+    url = parsed._replace(path=f"/{1 + os.getpid() % 15}").geturl()
+    redis.Redis.from_url(url).flushdb()
     return url
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,12 +32,8 @@ def _database_url() -> str:
     )
 
 
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
-    tenant = factories.make_tenant()
-    template = factories.make_template(tenant)
-    env = {
+def _worker_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_DEBUG": "true",
@@ -45,9 +42,13 @@ def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
         "REELCAST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "REELCAST_VAR_DIR": str(tmp_path),
         "REELCAST_QUEUE_POLL_S": "0.2",
+        **extra,
     }
+
+
+def _start_worker(env: dict[str, str]) -> subprocess.Popen:
     connection.close()  # SQLite: let the worker take the write lock freely
-    worker = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=ROOT,
         env=env,
@@ -55,23 +56,47 @@ def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    try:
-        # Enqueue through the same Redis broker the worker reads (the suite's own Conf is the
-        # synchronous one, so point it at Redis for this one call).
-        from django.db import transaction
-        from django_q.brokers import get_broker
-        from django_q.conf import Conf
 
-        previous = (Conf.SYNC, Conf.REDIS, Conf.ORM)
-        Conf.SYNC, Conf.REDIS, Conf.ORM = False, redis_url, None
-        try:
-            assert get_broker().__class__.__name__ == "Redis"
-            with transaction.atomic():
-                job = job_create(
-                    tenant=tenant, request=JobRequest(template=template, values={"name": "Ada"})
-                ).job
-        finally:
-            Conf.SYNC, Conf.REDIS, Conf.ORM = previous
+
+def _stop(worker: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    # The worker's work is checked through the database; how it shuts down is not under test.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, sig)
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _broker(redis_url: str):
+    """The suite's own Conf is synchronous; point this process at Redis to enqueue."""
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+
+    previous = (Conf.SYNC, Conf.REDIS, Conf.ORM)
+    Conf.SYNC, Conf.REDIS, Conf.ORM = False, redis_url, None
+    try:
+        assert get_broker().__class__.__name__ == "Redis"
+        yield
+    finally:
+        Conf.SYNC, Conf.REDIS, Conf.ORM = previous
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
+    from django.db import transaction
+
+    tenant = factories.make_tenant()
+    template = factories.make_template(tenant)
+    worker = _start_worker(_worker_env(redis_url, tmp_path))
+    try:
+        with _broker(redis_url), transaction.atomic():
+            job = job_create(
+                tenant=tenant, request=JobRequest(template=template, values={"name": "Ada"})
+            ).job
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             job.refresh_from_db()
@@ -90,8 +115,56 @@ def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
         beats = WorkerHeartbeat.objects.filter(pool="default")
         assert beats.exists() and beats.first().pid != os.getpid()
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        _stop(worker)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_job_is_replaced_and_the_job_finishes_once(redis_url, tmp_path):
+    from billing.models import UsageEvent
+    from generation import tasks
+
+    tenant = factories.make_tenant()
+    # Long enough (many frames) that the kill lands while the first worker renders.
+    template = factories.make_template(tenant, width=640, height=360, fps=24, duration_s=20.0)
+    env = _worker_env(redis_url, tmp_path, REELCAST_LEASE_S="3", REELCAST_HEARTBEAT_S="1")
+    first = _start_worker(env)
+    second = None
+    try:
+        with _broker(redis_url):
+            from django.db import transaction
+
+            with transaction.atomic():
+                job = job_create(
+                    tenant=tenant, request=JobRequest(template=template, values={"name": "Ada"})
+                ).job
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.state == "running" and job.progress > 0:
+                break
+            time.sleep(0.1)
+        assert job.state == "running", job.state
+        victim = job.lease_owner
+        _stop(first, signal.SIGKILL)  # kill -9: no cleanup, no lease release
+        second = _start_worker(env)
+        time.sleep(3.5)  # the dead worker's lease lapses
+        with _broker(redis_url):
+            assert tasks.reap_lost_jobs() == 1  # the scheduled reaper's work, run now
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.is_terminal:
+                break
+            time.sleep(0.3)
+        assert job.state == "succeeded", (job.state, job.error_code, job.error_message)
+        assert job.attempts == 2
+        assert job.transitions.filter(to_state="running").count() == 2
+        assert victim in job.transitions.get(from_state="running", to_state="queued").reason
+        assert list(
+            UsageEvent.objects.filter(job=job).values_list("id", flat=True).order_by("id")
+        ) == [f"job:{job.id}:generate:{i}" for i in range(len(job.shots))]
+    finally:
+        _stop(first, signal.SIGKILL)
+        if second is not None:
+            _stop(second)
