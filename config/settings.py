@@ -104,6 +104,7 @@ REELCAST_POOLS: dict = env_json(
     "REELCAST_POOLS",
     {"default": {"hardware_class": "cpu", "capacity": 1, "models": ["preview"]}},
 )
+REELCAST_POOL_WORKERS = env_int("REELCAST_POOL_WORKERS", 1)
 _q_common = {
     "timeout": env_int("REELCAST_TASK_TIMEOUT_S", 1800),
     # retry must exceed timeout, or a running task is handed out a second time.
@@ -126,7 +127,7 @@ Q_CLUSTER = {
     # ``capacity`` is the number of such slots across all its machines: the dispatcher never
     # sends it more jobs than that.
     "ALT_CLUSTERS": {
-        name: {"workers": env_int("REELCAST_POOL_WORKERS", 1), **_q_common}
+        name: {"workers": REELCAST_POOL_WORKERS, **_q_common}
         for name in REELCAST_POOLS
         if name != "default"
     },

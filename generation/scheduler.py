@@ -31,7 +31,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from billing.models import UsageEvent
-from generation.models import Job, JobState, PoolLock
+from generation.models import Job, JobState, PoolLock, WorkerHeartbeat
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class Pool:
     capacity: int
     models: tuple[str, ...]
     tenant_cap: int | None = None
+    autoscale: bool = False  # slots = live workers (by heartbeat), at most ``capacity``
 
 
 def pools() -> list[Pool]:
@@ -64,6 +65,7 @@ def pools() -> list[Pool]:
             capacity=int(spec.get("capacity", 1)),
             models=tuple(spec.get("models", [])),
             tenant_cap=spec.get("tenant_cap"),
+            autoscale=bool(spec.get("autoscale", False)),
         )
         for name, spec in settings.REELCAST_POOLS.items()
     ]
@@ -82,8 +84,22 @@ def _in_flight(pool: Pool):
     )
 
 
+def slots(pool: Pool) -> int:
+    """How many jobs the pool can run at once.
+
+    A fixed pool has ``capacity`` slots. An autoscaled pool (GPU pods added and removed on
+    queue depth) has one slot per live worker, so a pool scaled to zero takes nothing (and its
+    queue depth makes the autoscaler add a pod), and a new pod's first heartbeat opens a slot.
+    """
+    if not pool.autoscale:
+        return pool.capacity
+    fresh = timezone.now() - timedelta(seconds=3 * settings.REELCAST_HEARTBEAT_S)
+    alive = WorkerHeartbeat.objects.filter(pool=pool.name, last_seen__gte=fresh).count()
+    return min(pool.capacity, alive * settings.REELCAST_POOL_WORKERS)
+
+
 def free_slots(pool: Pool) -> int:
-    return max(0, pool.capacity - _in_flight(pool).count())
+    return max(0, slots(pool) - _in_flight(pool).count())
 
 
 def effective_priority(job_priority: int, created_at: datetime, now: datetime) -> int:

@@ -153,6 +153,9 @@ def on_worker_spawn(**kwargs) -> None:
                 logger.exception("warm-up failed for %s", wan_models)
     try:
         beat()
+        from generation.tasks import dispatch
+
+        dispatch(pool_name())  # an autoscaled pool's new slot takes work at once
     except Exception:
         logger.exception("first heartbeat failed")
     _heartbeat_thread.append(start_heartbeat())

@@ -263,3 +263,38 @@ def test_the_periodic_schedules_are_registered_once():
         "generation.tasks.reap_lost_jobs",
         "generation.tasks.sweep_idempotency_keys",
     ]
+
+
+@override_settings(
+    REELCAST_POOLS={"gpu": {**POOLS["gpu"], "capacity": 3, "autoscale": True}},
+    REELCAST_POOL_WORKERS=1,
+)
+def test_an_autoscaled_pool_has_one_slot_per_live_worker_up_to_its_capacity():
+    from generation.models import WorkerHeartbeat
+
+    tenant = factories.make_tenant()
+    tenant.max_concurrent_jobs = 10
+    tenant.save()
+    _queue(tenant, factories.make_template(tenant), 6)
+    pool = scheduler.pools()[0]
+    assert scheduler.dispatch_pool(pool) == []  # scaled to zero: nothing is handed out
+
+    def worker(n, seen):
+        WorkerHeartbeat.objects.create(
+            worker=f"pod-{n}:1",
+            pool="gpu",
+            host=f"pod-{n}",
+            pid=1,
+            hardware_class="h100",
+            started_at=seen,
+            last_seen=seen,
+        )
+
+    now = timezone.now()
+    worker(1, now)
+    worker(2, now)
+    worker(3, now - timedelta(minutes=5))  # a pod that went away
+    assert len(scheduler.dispatch_pool(pool)) == 2
+    for n in range(4, 8):
+        worker(n, now)
+    assert len(scheduler.dispatch_pool(pool)) == 1  # capacity 3 caps the pool
