@@ -109,3 +109,25 @@ def test_the_demo_templates_make_jobs(run_on_commit, capsys):
     job = api.get(f"/api/v1/jobs/{response.json()['id']}/").json()
     assert job["state"] == "succeeded"
     assert job["title"] == "小明 · a story of courage"
+
+
+def test_createtenant_makes_a_tenant_with_an_owner_and_a_working_key(capsys):
+    call_command("createtenant", "Riverside High", "--kind", "school", "--owner", "principal",
+                 "--with-key", "--json")
+    out = json.loads(capsys.readouterr().out)
+    tenant = Tenant.objects.get(pk=out["tenant_id"])
+    assert (tenant.slug, tenant.kind) == ("riverside-high", "school")
+    from tenants.models import Membership
+
+    owner = Membership.objects.get(tenant=tenant)
+    assert (owner.user.username, owner.role) == ("principal", "owner")
+    assert key_client(out["secret_key"]).get("/api/v1/templates/").status_code == 200
+
+
+def test_createtenant_refuses_a_taken_slug():
+    from django.core.management.base import CommandError
+
+    call_command("createtenant", "A", "--slug", "taken")
+    with pytest.raises(CommandError, match="exists already"):
+        call_command("createtenant", "B", "--slug", "taken")
+    assert Tenant.objects.count() == 1
