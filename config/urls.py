@@ -22,6 +22,7 @@ router.register("keys", ApiKeyViewSet, basename="apikey")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),
+    path("", include("billing.urls")),
     path(
         "api/v1/schema/",
         SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),

@@ -31,6 +31,8 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from billing.models import UsageEvent
+from billing.selectors import effective_plan_for
+from generation import services
 from generation.models import Job, JobState, PoolLock, WorkerHeartbeat
 from tenants.models import Tenant
 
@@ -42,9 +44,9 @@ IN_FLIGHT_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 class Priority(IntEnum):
-    BULK = 0
-    STANDARD = 1
-    INTERACTIVE = 2
+    BULK = services.Priority.BULK
+    STANDARD = services.Priority.STANDARD
+    INTERACTIVE = services.Priority.INTERACTIVE
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,9 @@ def _candidates(pool: Pool, now: datetime) -> list[_Candidate]:
         tenant = tenants.get(tenant_id)
         if tenant is None:
             continue  # suspended tenants' jobs wait
-        if in_flight_all.get(tenant_id, 0) >= tenant.max_concurrent_jobs:
+        plan = effective_plan_for(tenant=tenant)
+        cap = plan.max_concurrent_jobs if plan is not None else tenant.max_concurrent_jobs
+        if in_flight_all.get(tenant_id, 0) >= cap:
             continue
         if pool.tenant_cap is not None and in_flight_pool.get(tenant_id, 0) >= pool.tenant_cap:
             continue

@@ -17,7 +17,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 from rest_framework.exceptions import ValidationError
 
-from config.problems import ConflictProblem, PaymentRequired, Problem
+from billing.selectors import effective_plan_for
+from billing.services import quota_check
+from config.problems import ConflictProblem, Problem
 from generation import registry
 from generation.compiler import Plan, compile_plan
 from generation.models import (
@@ -34,6 +36,15 @@ from generation.variables import clean_values, definition_errors, placeholder_er
 from tenants.models import ApiKey, Tenant
 
 logger = logging.getLogger(__name__)
+
+
+class Priority:
+    """Priority classes; generation.scheduler orders queued jobs by them."""
+
+    BULK = 0
+    STANDARD = 1
+    INTERACTIVE = 2
+
 
 CONTENT_FIELDS = (
     "variables",
@@ -186,7 +197,7 @@ class JobRequest:
     duration_s: float | None = None
     seed: int | None = None
     end_user: str = ""
-    priority: int = 1  # generation.scheduler.Priority: 0 bulk, 1 standard, 2 interactive
+    priority: int = 1  # Priority: 0 bulk, 1 standard (the plan's class), 2 interactive
 
 
 @dataclass(frozen=True)
@@ -236,11 +247,6 @@ def job_create(
         existing = _idempotent_hit(tenant, idempotency_key, fingerprint)
         if existing is not None:
             return JobCreated(existing, replayed=True)
-    if not tenant.is_active:
-        raise PaymentRequired(
-            f"The tenant is suspended: {tenant.suspended_reason or 'contact your administrator'}.",
-            code="tenant_suspended",
-        )
     template = request.template
     if template.archived_at is not None:
         raise Problem(
@@ -296,6 +302,20 @@ def job_create(
     if errors:
         raise ValidationError(errors)
     assert plan is not None
+    # Plan limits, suspension, hard caps, backlog and storefront quotas: 402 / 429 with reasons.
+    quota_check(
+        tenant=tenant,
+        model=model,
+        width=width,
+        height=height,
+        duration_s=duration_s,
+        end_user=request.end_user,
+        frames_total=sum(plan.frames_per_shot),
+    )
+    priority = request.priority
+    tenant_plan = effective_plan_for(tenant=tenant)
+    if tenant_plan is not None and priority == Priority.STANDARD:
+        priority = tenant_plan.priority_class
 
     stored: list[str] = []
     try:
@@ -314,7 +334,7 @@ def job_create(
                 title=plan.title,
                 shots=[shot.as_dict() for shot in plan.shots],
                 end_user=request.end_user,
-                priority=request.priority,
+                priority=priority,
                 state=JobState.QUEUED,
                 created_by=actor_user,
                 created_by_key=actor_key,

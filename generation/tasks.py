@@ -49,10 +49,9 @@ CPU_CLUSTER = "default"
 
 
 def _enqueue(func: str, job_id: object, cluster: str) -> None:
-    kwargs = {"task_name": f"{func.rsplit('.', 1)[-1]}-{job_id}"}
-    if cluster != settings.Q_CLUSTER["name"]:
-        kwargs["cluster"] = cluster
-    async_task(func, str(job_id), **kwargs)
+    # Always name the cluster: inside a pool worker django-q2 defaults to that pool's own queue,
+    # and CPU work sent from a GPU worker must not land there.
+    async_task(func, str(job_id), task_name=f"{func.rsplit('.', 1)[-1]}-{job_id}", cluster=cluster)
 
 
 def dispatch(pool_name: str | None = None) -> int:

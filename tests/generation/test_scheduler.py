@@ -151,7 +151,7 @@ def test_jobs_go_to_the_pool_that_serves_their_model(monkeypatch):
     monkeypatch.setattr(
         tasks,
         "async_task",
-        lambda func, job_id, **kw: sent.append((func, job_id, kw.get("cluster", "default"))),
+        lambda func, job_id, **kw: sent.append((func, job_id, kw["cluster"])),
     )
     a = _queue(tenant, preview, 1)[0]
     b = _queue(tenant, wan, 1)[0]
