@@ -9,7 +9,6 @@ from billing.models import Plan
 from billing.services import subscription_assign
 from generation import scheduler
 from generation.models import Job
-from tests import factories
 
 pytestmark = pytest.mark.django_db
 
