@@ -12,7 +12,7 @@ export REELCAST_PUBLIC_URL=${REELCAST_PUBLIC_URL:-http://$HOST:$PORT}
 mkdir -p var
 
 "$BIN/python" manage.py migrate --noinput -v 0
-"$BIN/python" manage.py setup_schedules > /dev/null
+"$BIN/python" manage.py setup_schedules > /dev/null  # also billing schedules
 keys=$("$BIN/python" manage.py seed_demo --public-origin "http://$HOST:$PORT")
 
 "$BIN/python" manage.py qcluster > var/worker.log 2>&1 &

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
@@ -29,3 +30,4 @@ class Command(BaseCommand):
                 },
             )
             self.stdout.write(f"{'created' if created else 'updated'} {name} every {minutes} min")
+        call_command("billing_schedules", stdout=self.stdout)

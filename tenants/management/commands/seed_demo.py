@@ -7,10 +7,12 @@ always exactly one live demo key of each kind per tenant, and this run prints it
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -122,6 +124,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         password = os.environ.get("REELCAST_DEMO_PASSWORD", "reelcast-demo")
+        call_command("seed_plans", stdout=io.StringIO())
         with transaction.atomic():
             user, created = get_user_model().objects.get_or_create(
                 username=DEMO_USERNAME, defaults={"email": "demo@example.com"}
@@ -133,6 +136,8 @@ class Command(BaseCommand):
             shop = self._tenant("Northwind Outfitters", "northwind", Tenant.Kind.SHOP)
             membership_set(tenant=school, user=user, role=Role.OWNER)
             membership_set(tenant=shop, user=user, role=Role.OWNER)
+            self._plan(school, "school")
+            self._plan(shop, "shop")
             school_template = self._template(school, SCHOOL_TEMPLATE)
             shop_template = self._template(shop, SHOP_TEMPLATE)
             ApiKey.objects.filter(
@@ -179,6 +184,15 @@ class Command(BaseCommand):
     def _tenant(self, name: str, slug: str, kind: str) -> Tenant:
         tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": name, "kind": kind})
         return tenant
+
+    def _plan(self, tenant: Tenant, slug: str) -> None:
+        from billing.models import Plan
+        from billing.selectors import subscription_for
+        from billing.services import subscription_assign
+
+        subscription = subscription_for(tenant=tenant)
+        if subscription is None or subscription.plan_id is None:
+            subscription_assign(tenant=tenant, plan=Plan.objects.get(slug=slug))
 
     def _template(self, tenant: Tenant, spec: dict) -> Template:
         existing = Template.objects.for_tenant(tenant).filter(slug=spec["slug"]).first()
