@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from config.api import CreatedCursorPagination, StrictSerializer
 from generation import selectors, services
 from generation.delivery import signed_link
-from generation.models import Job, JobState, Template
+from generation.models import DeletionReceipt, Job, JobState, Template
 from generation.scheduler import Priority
 from tenants.models import Role
 from tenants.scoping import TenantScopedViewSet
@@ -125,6 +125,7 @@ class JobSerializer(serializers.Serializer):
     error = serializers.SerializerMethodField()
     cancel_requested = serializers.SerializerMethodField()
     device_ms = serializers.IntegerField()
+    files_deleted_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -163,6 +164,14 @@ class JobCreateSerializer(StrictSerializer):
     duration_s = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
     end_user = serializers.CharField(required=False, allow_blank=True, max_length=128)
+
+
+class DeletionReceiptSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    job_id = serializers.UUIDField()
+    reason = serializers.CharField()
+    files = serializers.JSONField()
+    created_at = serializers.DateTimeField()
 
 
 LinkSerializer = inline_serializer(
@@ -287,6 +296,7 @@ class JobViewSet(TenantScopedViewSet):
         "download": Role.VIEWER,
         "create": Role.EDITOR,
         "cancel": Role.EDITOR,
+        "destroy": Role.ADMIN,
     }
     publishable_actions = ("create", "retrieve")
 
@@ -391,10 +401,20 @@ class JobViewSet(TenantScopedViewSet):
         job = services.job_cancel(job=self.get_object())
         return Response(JobSerializer(job).data)
 
+    @extend_schema(responses={200: DeletionReceiptSerializer})
+    def destroy(self, request, pk=None):
+        """Delete every file of a finished job; answers with the deletion receipt."""
+        receipt = services.job_delete_files(
+            job=self.get_object(), reason=DeletionReceipt.Reason.TENANT_REQUEST
+        )
+        return Response(DeletionReceiptSerializer(receipt).data)
+
     @extend_schema(responses={200: DownloadSerializer})
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         job = self.get_object()
+        if job.files_deleted_at is not None:
+            raise services.Problem("The video was deleted.", code="deleted", status_code=410)
         if job.state != JobState.SUCCEEDED or not job.video_key:
             raise services.Problem(
                 f"The video is not ready (the job is {job.state}).",

@@ -143,6 +143,7 @@ class Job(TenantOwnedModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     device_ms = models.PositiveBigIntegerField(default=0)
 
+    files_deleted_at = models.DateTimeField(null=True, blank=True)
     video_key = models.CharField(max_length=300, blank=True)
     poster_key = models.CharField(max_length=300, blank=True)
     video_bytes = models.PositiveBigIntegerField(default=0)
@@ -235,3 +236,20 @@ class PoolLock(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DeletionReceipt(TenantOwnedModel):
+    """Proof that a job's files were removed: which, how large, when and why. Append-only."""
+
+    class Reason(models.TextChoices):
+        TENANT_REQUEST = "tenant_request", "Deleted on request"
+        RETENTION = "retention", "Retention period ended"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job_id = models.UUIDField(db_index=True)  # kept even if the job row is purged later
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    files = models.JSONField(default=list)  # [{"key": …, "bytes": …}]
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"receipt {self.id} for job {self.job_id}"

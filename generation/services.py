@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from generation import registry
 from generation.compiler import Plan, compile_plan
 from generation.models import (
     CANCELABLE_STATES,
+    DeletionReceipt,
     IdempotencyKey,
     Job,
     JobState,
@@ -454,3 +455,82 @@ def idempotency_sweep(*, older_than: timedelta | None = None) -> int:
     ttl = older_than or timedelta(seconds=settings.REELCAST_IDEMPOTENCY_TTL_S)
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=timezone.now() - ttl).delete()
     return deleted
+
+
+# --- deletion and retention -------------------------------------------------------------------
+
+
+def _job_file_keys(job: Job) -> list[str]:
+    """Every stored file of the job: the known ones and anything else under its prefix."""
+    from django.core.files.storage import default_storage
+
+    keys = {job.video_key, job.poster_key, job.frames_key}
+    keys |= {v["key"] for v in job.values.values() if isinstance(v, dict) and v.get("key")}
+    prefix = job_key(job, "")
+    stack = [prefix.rstrip("/")]
+    while stack:  # walk the job's folder: nothing derived from the job may stay behind
+        folder = stack.pop()
+        try:
+            dirs, files = default_storage.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        keys |= {f"{folder}/{name}" for name in files}
+        stack.extend(f"{folder}/{name}" for name in dirs)
+    return sorted(key for key in keys if key)
+
+
+def job_delete_files(*, job: Job, reason: str) -> DeletionReceipt:
+    """Remove every file of a finished job and return a receipt listing what was removed.
+
+    The job row stays (its history and usage are records); its links stop working. Deleting
+    twice returns a receipt with no files.
+    """
+    from django.core.files.storage import default_storage
+
+    job.refresh_from_db()
+    if not job.is_terminal and job.state != JobState.IN_REVIEW:
+        raise Problem(
+            f"A {job.state} job cannot be deleted; cancel it first.",
+            code="not_deletable",
+            status_code=409,
+        )
+    removed = []
+    for key in _job_file_keys(job):
+        if default_storage.exists(key):
+            size = default_storage.size(key)
+            default_storage.delete(key)
+            removed.append({"key": key, "bytes": size})
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(
+            video_key="", poster_key="", frames_key="", files_deleted_at=timezone.now()
+        )
+        receipt = DeletionReceipt.objects.create(
+            tenant_id=job.tenant_id, job_id=job.pk, reason=reason, files=removed
+        )
+    job.refresh_from_db()
+    return receipt
+
+
+def retention_days_for(tenant: Tenant) -> int:
+    if tenant.retention_days:
+        return tenant.retention_days
+    plan = effective_plan_for(tenant=tenant)
+    if plan is not None and plan.storage_retention_days:
+        return plan.storage_retention_days
+    return settings.REELCAST_DEFAULT_RETENTION_DAYS
+
+
+def retention_sweep(*, now: datetime | None = None) -> int:
+    """Delete the files of finished jobs older than their tenant's retention; returns how many
+    jobs were swept. Runs daily."""
+    now = now or timezone.now()
+    swept = 0
+    for tenant in Tenant.objects.all():
+        cutoff = now - timedelta(days=retention_days_for(tenant))
+        due = Job.objects.for_tenant(tenant).filter(
+            finished_at__lt=cutoff, files_deleted_at__isnull=True
+        )
+        for job in due:
+            job_delete_files(job=job, reason=DeletionReceipt.Reason.RETENTION)
+            swept += 1
+    return swept

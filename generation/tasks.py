@@ -333,6 +333,12 @@ def reap_lost_jobs() -> int:
     return moved
 
 
+def sweep_retention() -> int:
+    from generation.services import retention_sweep
+
+    return retention_sweep()
+
+
 def sweep_idempotency_keys() -> int:
     from generation.services import idempotency_sweep
 

@@ -32,6 +32,11 @@ class Tenant(models.Model):
     max_concurrent_jobs = models.PositiveSmallIntegerField(
         default=4, help_text="Jobs of this tenant dispatched to GPUs at once."
     )
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Delete finished videos after this many days (empty: the plan's retention).",
+    )
     download_ttl_s = models.PositiveIntegerField(
         default=24 * 3600, help_text="How long a signed download link stays valid."
     )

@@ -11,6 +11,7 @@ SCHEDULES = [
     ("reelcast-dispatch", "generation.tasks.dispatch", 1),  # catch-up: slots freed by crashes
     ("reelcast-reap-lost-jobs", "generation.tasks.reap_lost_jobs", 1),  # leases that lapsed
     ("reelcast-sweep-idempotency-keys", "generation.tasks.sweep_idempotency_keys", 60),
+    ("reelcast-retention-sweep", "generation.tasks.sweep_retention", 24 * 60),
 ]
 
 

