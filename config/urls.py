@@ -11,13 +11,14 @@ from rest_framework.routers import SimpleRouter
 
 from config.problems import problem_response
 from generation import views as generation_views
-from generation.api import JobViewSet, TemplateViewSet
+from generation.api import BrandKitViewSet, JobViewSet, TemplateViewSet
 from tenants.api import ApiKeyViewSet
 
 router = SimpleRouter()
 router.register("templates", TemplateViewSet, basename="template")
 router.register("jobs", JobViewSet, basename="job")
 router.register("keys", ApiKeyViewSet, basename="apikey")
+router.register("brand-kit", BrandKitViewSet, basename="brand-kit")
 
 
 urlpatterns = [

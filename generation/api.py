@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from config.api import CreatedCursorPagination, StrictSerializer
 from generation import selectors, services
 from generation.delivery import signed_link
-from generation.models import DeletionReceipt, Job, JobState, Template
+from generation.models import BrandKit, DeletionReceipt, Job, JobState, Template
 from generation.scheduler import Priority
 from tenants.models import Role
 from tenants.scoping import TenantScopedViewSet
@@ -431,3 +431,70 @@ class JobViewSet(TenantScopedViewSet):
                 "video_bytes": job.video_bytes,
             }
         )
+
+
+class BrandKitSerializer(serializers.Serializer):
+    has_logo = serializers.SerializerMethodField()
+    has_music = serializers.SerializerMethodField()
+    logo_corner = serializers.CharField()
+    logo_size = serializers.FloatField()
+    primary_colour = serializers.CharField()
+    secondary_colour = serializers.CharField()
+    intro_text = serializers.CharField()
+    intro_seconds = serializers.FloatField()
+    outro_text = serializers.CharField()
+    outro_seconds = serializers.FloatField()
+    label_locale = serializers.CharField()
+
+    def get_has_logo(self, kit) -> bool:
+        return bool(kit.logo_key)
+
+    def get_has_music(self, kit) -> bool:
+        return bool(kit.music_key)
+
+
+class BrandKitWriteSerializer(StrictSerializer):
+    logo = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="PNG/JPEG/WebP data URL; empty removes the logo.",
+    )
+    music = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Audio data URL (MP3, AAC, WAV, Ogg, FLAC); empty removes it.",
+    )
+    logo_corner = serializers.ChoiceField(choices=BrandKit.Corner.choices, required=False)
+    logo_size = serializers.FloatField(required=False, min_value=0.02, max_value=0.25)
+    primary_colour = serializers.RegexField(r"^#[0-9A-Fa-f]{6}$", required=False)
+    secondary_colour = serializers.RegexField(r"^#[0-9A-Fa-f]{6}$", required=False)
+    intro_text = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    intro_seconds = serializers.FloatField(required=False, min_value=0, max_value=5)
+    outro_text = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    outro_seconds = serializers.FloatField(required=False, min_value=0, max_value=5)
+    label_locale = serializers.ChoiceField(choices=BrandKit.Locale.choices, required=False)
+
+
+class BrandKitViewSet(TenantScopedViewSet):
+    """The tenant's brand kit: `GET /api/v1/brand-kit/` and `POST` (set the given fields).
+
+    The visible AI label is not part of the kit: it is on every video, whatever the kit says;
+    a logo is moved to another corner rather than cover it.
+    """
+
+    model = BrandKit
+    min_roles = {"list": Role.VIEWER, "create": Role.ADMIN}
+
+    @extend_schema(responses={200: BrandKitSerializer})
+    def list(self, request):
+        kit = self.get_queryset().first() or BrandKit(tenant=self.tenant_context.tenant)
+        return Response(BrandKitSerializer(kit).data)
+
+    @extend_schema(request=BrandKitWriteSerializer, responses={200: BrandKitSerializer})
+    def create(self, request):
+        body = BrandKitWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        kit = services.brand_kit_set(
+            tenant=self.tenant_context.tenant, changes=dict(body.validated_data)
+        )
+        return Response(BrandKitSerializer(kit).data)

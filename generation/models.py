@@ -253,3 +253,38 @@ class DeletionReceipt(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"receipt {self.id} for job {self.job_id}"
+
+
+class BrandKit(TenantOwnedModel):
+    """A tenant's look, applied to every video it finishes: logo, colours, cards, music, and
+    the locale of the visible AI label (which no setting here can remove)."""
+
+    class Corner(models.TextChoices):
+        TOP_LEFT = "top-left", "Top left"
+        TOP_RIGHT = "top-right", "Top right"
+        BOTTOM_LEFT = "bottom-left", "Bottom left"
+        BOTTOM_RIGHT = "bottom-right", "Bottom right"
+
+    class Locale(models.TextChoices):
+        AUTO = "", "From the video's text"
+        ZH_HANS = "zh-Hans", "简体中文"
+        EN = "en", "English"
+
+    logo_key = models.CharField(max_length=300, blank=True)
+    logo_corner = models.CharField(max_length=16, choices=Corner.choices, default=Corner.TOP_RIGHT)
+    logo_size = models.FloatField(default=0.12)
+    primary_colour = models.CharField(max_length=7, default="#1F2A44")
+    secondary_colour = models.CharField(max_length=7, default="#F2A900")
+    intro_text = models.CharField(max_length=200, blank=True)
+    intro_seconds = models.FloatField(default=0.0)
+    outro_text = models.CharField(max_length=200, blank=True)
+    outro_seconds = models.FloatField(default=0.0)
+    music_key = models.CharField(max_length=300, blank=True)
+    label_locale = models.CharField(max_length=8, choices=Locale.choices, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="brandkit_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"brand kit of {self.tenant_id}"

@@ -24,6 +24,7 @@ from generation import registry
 from generation.compiler import Plan, compile_plan
 from generation.models import (
     CANCELABLE_STATES,
+    BrandKit,
     DeletionReceipt,
     IdempotencyKey,
     Job,
@@ -534,3 +535,70 @@ def retention_sweep(*, now: datetime | None = None) -> int:
             job_delete_files(job=job, reason=DeletionReceipt.Reason.RETENTION)
             swept += 1
     return swept
+
+
+# --- brand kit --------------------------------------------------------------------------------
+
+
+def brand_kit_set(*, tenant: Tenant, changes: dict[str, Any]) -> BrandKit:
+    """Set the given brand-kit fields; a logo or music data URL is verified before it is kept.
+
+    Nothing is changed when anything is invalid.
+    """
+    from generation.postprocess.audio import decode_audio
+    from generation.storage import delete_keys, tenant_key
+    from generation.variables import ImageRejected, decode_data_url, normalise_image
+
+    files: dict[str, bytes | None] = {}
+    errors: dict[str, str] = {}
+    if "logo" in changes:
+        raw = changes.pop("logo")
+        try:
+            files["logo_key"] = (
+                normalise_image(decode_data_url(raw), keep_alpha=True) if raw else None
+            )
+        except ImageRejected as exc:
+            errors["logo"] = str(exc)
+    if "music" in changes:
+        raw = changes.pop("music")
+        if raw:
+            header, sep, payload = raw.partition(",")
+            limit = settings.REELCAST_MAX_AUDIO_BYTES
+            if not sep or not header.startswith("data:audio/") or ";base64" not in header:
+                errors["music"] = "Send the music as a base64 data URL (data:audio/mpeg;base64,…)."
+            elif len(payload) * 3 // 4 > limit:
+                errors["music"] = f"The music file is larger than {limit} bytes."
+            else:
+                import base64
+                import binascii
+
+                try:
+                    data = base64.b64decode(payload, validate=True)
+                    decode_audio(data, max_seconds=1.0)
+                    files["music_key"] = data
+                except (binascii.Error, ValueError):
+                    errors["music"] = "The file holds no audio that can be decoded."
+        else:
+            files["music_key"] = None
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        kit, _ = BrandKit.objects.select_for_update().get_or_create(tenant=tenant)
+        for name, value in changes.items():
+            setattr(kit, name, value)
+        stale = []
+        for field_name, data in files.items():
+            stale.append(getattr(kit, field_name))
+            if data is None:
+                setattr(kit, field_name, "")
+            else:
+                suffix = "logo.png" if field_name == "logo_key" else "music.bin"
+                version = secrets.token_hex(4)  # a new key per upload: running jobs keep theirs
+                setattr(
+                    kit,
+                    field_name,
+                    put_bytes(tenant_key(tenant.id, "brand", f"{version}-{suffix}"), data),
+                )
+        kit.save()
+    delete_keys([key for key in stale if key])
+    return kit

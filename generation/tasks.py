@@ -28,8 +28,9 @@ from generation.backends.base import (
     PlatformFault,
     ShotSpec,
 )
+from generation.finishing import finish_spec_for, split_shots, store_outputs
 from generation.models import Job, JobState
-from generation.postprocess.encode import encode_mp4, poster_jpeg
+from generation.postprocess.finish import finish
 from generation.rawframes import pack, unpack
 from generation.services import (
     IllegalTransition,
@@ -263,27 +264,26 @@ def _generate(job: Job) -> None:
 
 
 def postprocess_job(job_id: str) -> None:
-    """On the CPU cluster: encode, store, moderate, finish. Safe to run twice."""
+    """On the CPU cluster: finish (one pass: cards, subtitles, logo, AI label, encode), store,
+    moderate. Safe to run twice."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.state != JobState.POSTPROCESSING:
         return
     try:
         frames = unpack(get_bytes(job.frames_key))
-        video = encode_mp4(iter(frames), fps=job.fps, width=job.width, height=job.height)
-        poster = poster_jpeg(frames[min(len(frames) - 1, job.fps // 2)])
+        finished = finish(split_shots(job, frames), finish_spec_for(job))
         job_set_progress(job_id=job.id, progress=95)
         if _cancel_requested(job):
             _cancel_quietly(job, "canceled during post-processing")
             return
-        video_key = put_bytes(job_key(job, "video.mp4"), video)
-        poster_key = put_bytes(job_key(job, "poster.jpg"), poster)
+        stored = store_outputs(job, finished)
         job_transition(
             job=job,
             to_state=JobState.MODERATING,
-            reason="encoded",
-            video_key=video_key,
-            poster_key=poster_key,
-            video_bytes=len(video),
+            reason="finished",
+            video_key=stored.video_key,
+            poster_key=stored.poster_key,
+            video_bytes=stored.video_bytes,
         )
     except IllegalTransition:
         return

@@ -216,7 +216,7 @@ def decode_data_url(value: str) -> bytes:
         raise ImageRejected("The image data is not valid base64.") from None
 
 
-def normalise_image(data: bytes) -> bytes:
+def normalise_image(data: bytes, *, keep_alpha: bool = False) -> bytes:
     """A real image, within the pixel cap, upright, stripped of metadata, as PNG."""
     max_pixels = settings.REELCAST_MAX_IMAGE_PIXELS
     try:
@@ -231,7 +231,7 @@ def normalise_image(data: bytes) -> bytes:
             probe.verify()
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            upright = ImageOps.exif_transpose(image).convert("RGB")
+            upright = ImageOps.exif_transpose(image).convert("RGBA" if keep_alpha else "RGB")
     except ImageRejected:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, ValueError):

@@ -35,7 +35,7 @@ LIMITED_RANGE = 1
 
 
 def encode_mp4(
-    frames: Iterable[np.ndarray],
+    frames: Iterable[np.ndarray | av.VideoFrame],
     *,
     fps: int,
     width: int,
@@ -48,6 +48,9 @@ def encode_mp4(
     audio_bitrate: int = 128_000,
 ) -> bytes:
     """Encode uint8 RGB frames of shape (height, width, 3) into MP4 bytes.
+
+    A frame may also be an ``av.VideoFrame`` that ``to_video_frame`` already converted, so a
+    producer can do the colour conversion in its own thread while this one encodes.
 
     Frame ``i`` is shown at ``i / fps`` for ``1 / fps``, so the file holds exactly as many
     frames as were given and lasts ``frames / fps`` seconds. Frames are consumed one at a time,
@@ -96,18 +99,12 @@ def encode_mp4(
             reformatter = VideoReformatter()
             count = 0
             for frame in frames:
-                _check_frame(frame, width=width, height=height, number=count)
-                video_frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(frame), format="rgb24"
-                )
-                video_frame = reformatter.reformat(
-                    video_frame,
-                    format=PIXEL_FORMAT,
-                    src_colorspace=Colorspace.ITU709,
-                    dst_colorspace=Colorspace.ITU709,
-                    src_color_range=ColorRange.JPEG,
-                    dst_color_range=ColorRange.MPEG,
-                )
+                if isinstance(frame, av.VideoFrame):
+                    _check_video_frame(frame, width=width, height=height, number=count)
+                    video_frame = frame
+                else:
+                    _check_frame(frame, width=width, height=height, number=count)
+                    video_frame = to_video_frame(frame, reformatter)
                 video_frame.pts = count
                 video_frame.time_base = time_base
                 container.mux(stream.encode(video_frame))
@@ -128,6 +125,31 @@ def encode_mp4(
         container.close()
         with open(path, "rb") as written:
             return written.read()
+
+
+def to_video_frame(
+    frame: np.ndarray | av.VideoFrame, reformatter: VideoReformatter | None = None
+) -> av.VideoFrame:
+    """An RGB frame (full range, as decoded and drawn; an array or an rgb24 ``VideoFrame``)
+    as a new yuv420p BT.709 limited-range ``av.VideoFrame``: what the encoder takes."""
+    if isinstance(frame, np.ndarray):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    return (reformatter or VideoReformatter()).reformat(
+        frame,
+        format=PIXEL_FORMAT,
+        src_colorspace=Colorspace.ITU709,
+        dst_colorspace=Colorspace.ITU709,
+        src_color_range=ColorRange.JPEG,
+        dst_color_range=ColorRange.MPEG,
+    )
+
+
+def _check_video_frame(frame: av.VideoFrame, *, width: int, height: int, number: int) -> None:
+    if (frame.width, frame.height) != (width, height) or frame.format.name != PIXEL_FORMAT:
+        raise ValueError(
+            f"frame {number} is a {frame.width}x{frame.height} {frame.format.name} VideoFrame, "
+            f"expected {width}x{height} {PIXEL_FORMAT}"
+        )
 
 
 def _check_frame(frame: np.ndarray, *, width: int, height: int, number: int) -> None:

@@ -54,7 +54,15 @@ def _finished_job(tenant, run_on_commit, **values):
 
 def test_deleting_a_job_removes_every_file_and_returns_a_receipt(tenant, run_on_commit):
     job = _finished_job(tenant, run_on_commit)
-    keys = [job.video_key, job.poster_key, job.values["photo"]["key"]]
+    prefix = f"tenants/{tenant.id}/jobs/{job.id}/"
+    keys = [
+        job.video_key,
+        job.poster_key,
+        job.values["photo"]["key"],
+        prefix + "preview.webp",
+        prefix + "subtitles.srt",
+        prefix + "subtitles.vtt",
+    ]
     assert all(default_storage.exists(k) for k in keys)
     from rest_framework.test import APIClient
 
@@ -104,7 +112,7 @@ def test_the_retention_sweep_deletes_only_what_is_past_the_tenants_retention(ten
     assert old.files_deleted_at is not None and not old.video_key
     assert recent.files_deleted_at is None and default_storage.exists(recent.video_key)
     receipt = DeletionReceipt.objects.get(job_id=old.id)
-    assert receipt.reason == "retention" and len(receipt.files) == 3
+    assert receipt.reason == "retention" and len(receipt.files) == 6
     assert retention_sweep(now=now) == 0
 
 
@@ -211,5 +219,6 @@ def test_videos_on_s3_compatible_storage_download_through_presigned_links(
     keys = {job.video_key, job.poster_key, job.values["photo"]["key"]}
     assert all(default_storage.exists(k) for k in keys)
     deleted = job_delete_files(job=job, reason="tenant_request")
-    assert {f["key"] for f in deleted.files} == keys
+    assert {f["key"] for f in deleted.files} >= keys
+    assert len(deleted.files) == 6  # and the preview and subtitle sidecars
     assert not any(default_storage.exists(k) for k in keys)

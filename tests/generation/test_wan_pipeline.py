@@ -53,7 +53,10 @@ def test_a_wan_job_runs_to_succeeded_and_bills_each_shot_but_not_the_model_load(
     assert job.pool == "gpu-test"
     assert [s["num_frames"] for s in job.shots] == [5, 5]
     info = probe_mp4(get_bytes(job.video_key))
-    assert (info["width"], info["height"], info["frames"], info["codec"]) == (64, 64, 10, "h264")
+    # 2 s title card (48 frames) + two 5-frame shots cross-faded over 2 frames (8 frames)
+    assert (info["width"], info["height"], info["frames"], info["codec"]) == (64, 64, 56, "h264")
+    assert info["audio"] is not None  # every output carries an AAC track
+    assert info["metadata"]["AIGC"].startswith('{"Label":"1"')
     rows = UsageEvent.objects.filter(job=job).order_by("shot_index")
     assert [(r.id, r.stage, r.hardware_class, r.model) for r in rows] == [
         (f"job:{job.id}:generate:0", "generate", "cpu", "wan2.2-ti2v-5b"),

@@ -1,0 +1,86 @@
+"""From a job (and its tenant's brand kit) to the finishing pipeline's inputs, and back to
+stored files. The task only sequences these; the frame work is generation.postprocess."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+
+from generation import registry
+from generation.models import BrandKit, Job
+from generation.postprocess.brand import BrandKit as BrandLook
+from generation.postprocess.finish import Finished, FinishSpec, FrameHook
+from generation.postprocess.label import AigcLabel
+from generation.storage import get_bytes, job_key, put_bytes
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def split_shots(job: Job, frames: np.ndarray) -> list[np.ndarray]:
+    """The raw hand-over holds the shots back to back; the plan says how long each is."""
+    bounds = np.cumsum([shot["num_frames"] for shot in job.shots])[:-1]
+    return np.split(frames, bounds)
+
+
+def label_locale(job: Job, brand: BrandKit | None) -> str:
+    if brand is not None and brand.label_locale:
+        return brand.label_locale
+    text = job.title + " ".join(shot["prompt"] for shot in job.shots)
+    return "zh-Hans" if _CJK.search(text) else "en"
+
+
+def finish_spec_for(job: Job, *, frame_hooks: tuple[FrameHook, ...] = ()) -> FinishSpec:
+    brand = BrandKit.objects.for_tenant(job.tenant).first()
+    look = BrandLook()
+    music = None
+    if brand is not None:
+        look = BrandLook(
+            logo_png=get_bytes(brand.logo_key) if brand.logo_key else None,
+            logo_corner=brand.logo_corner,
+            logo_size=brand.logo_size,
+            primary_colour=brand.primary_colour,
+            secondary_colour=brand.secondary_colour,
+            intro_text=brand.intro_text,
+            intro_seconds=brand.intro_seconds,
+            outro_text=brand.outro_text,
+            outro_seconds=brand.outro_seconds,
+        )
+        music = get_bytes(brand.music_key) if brand.music_key else None
+    return FinishSpec(
+        width=job.width,
+        height=job.height,
+        fps=job.fps,
+        orientation="portrait" if job.height > job.width else "landscape",
+        locale=label_locale(job, brand),
+        title=job.title,
+        # The preview storyboard opens on its own title card; a model's clips need ours.
+        title_seconds=0.0 if registry.get_model(job.model).backend == "preview" else 2.0,
+        subtitles=tuple(shot.get("scene_text") or shot["prompt"] for shot in job.shots),
+        brand=look,
+        music=music,
+        # The implicit label: codes, not names; the job id is the produce id.
+        aigc=AigcLabel(
+            content_producer=settings.REELCAST_AIGC_PRODUCER_CODE, produce_id=job.id.hex
+        ),
+        frame_hooks=frame_hooks,
+    )
+
+
+@dataclass(frozen=True)
+class StoredOutputs:
+    video_key: str
+    poster_key: str
+    video_bytes: int
+
+
+def store_outputs(job: Job, finished: Finished) -> StoredOutputs:
+    """Write every output under the job's tenant-scoped prefix."""
+    put_bytes(job_key(job, f"preview.{finished.preview_format}"), finished.preview)
+    put_bytes(job_key(job, "subtitles.srt"), finished.srt.encode())
+    put_bytes(job_key(job, "subtitles.vtt"), finished.vtt.encode())
+    poster_key = put_bytes(job_key(job, "poster.jpg"), finished.poster_jpeg)
+    video_key = put_bytes(job_key(job, "video.mp4"), finished.mp4)
+    return StoredOutputs(video_key=video_key, poster_key=poster_key, video_bytes=len(finished.mp4))
