@@ -235,6 +235,20 @@ REELCAST_DEFAULT_MODEL = env_str("REELCAST_DEFAULT_MODEL", "preview")
 REELCAST_AIGC_PRODUCER_CODE = env_str("REELCAST_AIGC_PRODUCER_CODE", "Reelcast")
 REELCAST_METRICS_TOKEN = env_str("REELCAST_METRICS_TOKEN", "")
 
+# --- tenant webhooks and live status ---------------------------------------------------------
+# Private, loopback and link-local webhook targets are refused unless this is on (tests only).
+REELCAST_WEBHOOKS_ALLOW_PRIVATE = env_bool("REELCAST_WEBHOOKS_ALLOW_PRIVATE", False)
+REELCAST_WEBHOOK_TIMEOUT_S = env_float("REELCAST_WEBHOOK_TIMEOUT_S", 10.0)
+REELCAST_WEBHOOK_SECRET_OVERLAP_S = env_int("REELCAST_WEBHOOK_SECRET_OVERLAP_S", 86400)
+REELCAST_WEBHOOK_PROGRESS_INTERVAL_S = env_float("REELCAST_WEBHOOK_PROGRESS_INTERVAL_S", 2.0)
+REELCAST_WEBHOOK_MAX_ENDPOINTS = env_int("REELCAST_WEBHOOK_MAX_ENDPOINTS", 20)
+REELCAST_WEBHOOK_RETENTION_DAYS = env_int("REELCAST_WEBHOOK_RETENTION_DAYS", 30)
+REELCAST_LIVE_POLL_S = env_float("REELCAST_LIVE_POLL_S", 0.5)
+REELCAST_LIVE_HEARTBEAT_S = env_float("REELCAST_LIVE_HEARTBEAT_S", 15.0)
+REELCAST_LIVE_MAX_S = env_float("REELCAST_LIVE_MAX_S", 900.0)
+REELCAST_JOB_TOKEN_TTL_S = env_int("REELCAST_JOB_TOKEN_TTL_S", 3600)
+BILLING_USAGE_ALERT_HOOK = "tenants.webhooks.usage_alert_hook"  # usage alerts -> usage.alert
+
 # --- auth, i18n, security -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

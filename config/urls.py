@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from config.problems import problem_response
+from generation import live
 from generation import views as generation_views
 from generation.api import BrandKitViewSet, JobViewSet, TemplateViewSet
 from tenants.api import ApiKeyViewSet
@@ -22,7 +23,9 @@ router.register("brand-kit", BrandKitViewSet, basename="brand-kit")
 
 
 urlpatterns = [
+    path("api/v1/jobs/<uuid:job_id>/events/", live.job_events, name="job-events"),
     path("api/v1/", include(router.urls)),
+    path("", include("tenants.urls")),
     path("", include("billing.urls")),
     path(
         "api/v1/schema/",

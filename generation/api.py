@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -15,7 +16,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from config.api import CreatedCursorPagination, StrictSerializer
-from generation import selectors, services
+from generation import live, selectors, services
 from generation.delivery import signed_link
 from generation.models import BrandKit, DeletionReceipt, Job, JobState, Template
 from generation.scheduler import Priority
@@ -297,8 +298,9 @@ class JobViewSet(TenantScopedViewSet):
         "create": Role.EDITOR,
         "cancel": Role.EDITOR,
         "destroy": Role.ADMIN,
+        "events_token": Role.VIEWER,
     }
-    publishable_actions = ("create", "retrieve")
+    publishable_actions = ("create", "retrieve", "events_token")
 
     def scope_queryset(self, queryset):
         context = self.tenant_context
@@ -400,6 +402,32 @@ class JobViewSet(TenantScopedViewSet):
     def cancel(self, request, pk=None):
         job = services.job_cancel(job=self.get_object())
         return Response(JobSerializer(job).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "JobEventsToken",
+                {
+                    "token": serializers.CharField(),
+                    "url": serializers.URLField(),
+                    "expires_in_s": serializers.IntegerField(),
+                },
+            )
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="events-token")
+    def events_token(self, request, pk=None):
+        """A short-lived token for the job's live status stream (for a storefront page)."""
+        job = self.get_object()
+        token = live.job_token(job)
+        return Response(
+            {
+                "token": token,
+                "url": request.build_absolute_uri(live.job_events_path(job, token=token)),
+                "expires_in_s": settings.REELCAST_JOB_TOKEN_TTL_S,
+            }
+        )
 
     @extend_schema(responses={200: DeletionReceiptSerializer})
     def destroy(self, request, pk=None):

@@ -36,6 +36,7 @@ from generation.models import (
 from generation.storage import job_key, put_bytes
 from generation.variables import clean_values, definition_errors, placeholder_errors
 from tenants.models import ApiKey, Tenant
+from tenants.webhooks import job_event, job_progress_event
 
 logger = logging.getLogger(__name__)
 
@@ -356,6 +357,7 @@ def job_create(
                 at=job.created_at,
                 reason="created",
             )
+            job_event(job=job, to_state=JobState.QUEUED)  # the tenant's webhooks, on commit
             if idempotency_key:
                 IdempotencyKey.objects.create(
                     tenant=tenant, key=idempotency_key, fingerprint=fingerprint, job=job
@@ -407,6 +409,7 @@ def job_transition(*, job: Job, to_state: str, reason: str = "", **fields: Any) 
         JobTransition.objects.create(
             job_id=job.pk, from_state=current, to_state=to_state, at=now, reason=reason[:300]
         )
+        job_event(job=job, to_state=to_state)
     for name, value in updates.items():
         setattr(job, name, value)
     return job
@@ -444,11 +447,13 @@ def job_cancel(*, job: Job) -> Job:
 
 def job_set_progress(*, job_id: object, progress: int, eta_s: float | None = None) -> None:
     """Progress only moves forward, and only while the job is still being worked on."""
-    Job.objects.filter(
+    updated = Job.objects.filter(
         pk=job_id,
         progress__lt=progress,
         state__in=[JobState.RUNNING, JobState.POSTPROCESSING, JobState.MODERATING],
     ).update(progress=min(99, progress), eta_s=eta_s, updated_at=timezone.now())
+    if updated:
+        job_progress_event(job_id=job_id)  # at most one job.progress per 2 s
 
 
 def idempotency_sweep(*, older_than: timedelta | None = None) -> int:

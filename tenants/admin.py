@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tenants.models import ApiKey, Membership, Tenant
+from tenants.models import ApiKey, Membership, Tenant, WebhookDelivery, WebhookEndpoint
 
 
 @admin.register(Tenant)
@@ -21,3 +21,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("prefix", "name", "tenant", "kind", "created_at", "last_used_at", "revoked_at")
     list_filter = ("kind",)
     readonly_fields = ("prefix", "key_hash", "created_at", "last_used_at")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ("url", "tenant", "enabled", "created_at")
+    list_filter = ("enabled",)
+    exclude = ("secret", "previous_secret")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("event", "endpoint", "attempt", "status", "status_code", "attempted_at")
+    list_filter = ("status",)
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]

