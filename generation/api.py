@@ -53,6 +53,7 @@ class TemplateVersionSerializer(serializers.Serializer):
     height = serializers.IntegerField()
     fps = serializers.IntegerField()
     duration_s = serializers.FloatField()
+    extra_outputs = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
 
 
@@ -85,6 +86,12 @@ class TemplateWriteSerializer(StrictSerializer):
     height = serializers.IntegerField(required=False, min_value=1, max_value=8192)
     fps = serializers.IntegerField(required=False, min_value=1, max_value=120)
     duration_s = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
+    extra_outputs = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        max_length=1,
+        help_text="Also deliver the other orientation: ['portrait'] (9:16) or ['landscape'].",
+    )
 
 
 class TemplateUpdateSerializer(TemplateWriteSerializer):
@@ -188,6 +195,7 @@ DownloadSerializer = inline_serializer(
         "video": LinkSerializer,
         "poster": LinkSerializer,
         "video_bytes": serializers.IntegerField(),
+        "variants": serializers.DictField(child=LinkSerializer),
     },
 )
 
@@ -452,11 +460,16 @@ class JobViewSet(TenantScopedViewSet):
         tenant = self.tenant_context.tenant
         video = signed_link(tenant=tenant, key=job.video_key)
         poster = signed_link(tenant=tenant, key=job.poster_key)
+        variants = {}
+        for orientation, keys in job.variant_keys.items():
+            link = signed_link(tenant=tenant, key=keys["video"])
+            variants[orientation] = {"url": link.url, "expires_at": link.expires_at}
         return Response(
             {
                 "video": {"url": video.url, "expires_at": video.expires_at},
                 "poster": {"url": poster.url, "expires_at": poster.expires_at},
                 "video_bytes": job.video_bytes,
+                "variants": variants,
             }
         )
 

@@ -4,7 +4,7 @@ stored files. The task only sequences these; the frame work is generation.postpr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from django.conf import settings
@@ -14,6 +14,7 @@ from generation.models import BrandKit, Job
 from generation.postprocess.brand import BrandKit as BrandLook
 from generation.postprocess.finish import Finished, FinishSpec, FrameHook
 from generation.postprocess.label import AigcLabel
+from generation.postprocess.layout import canvas_size
 from generation.storage import get_bytes, job_key, put_bytes
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -67,6 +68,23 @@ def finish_spec_for(job: Job, *, frame_hooks: tuple[FrameHook, ...] = ()) -> Fin
         ),
         frame_hooks=frame_hooks,
     )
+
+
+def variant_specs(job: Job, primary: FinishSpec) -> dict[str, FinishSpec]:
+    """The same finish on the template's further canvases (16:9 <-> 9:16), same short side."""
+    short = min(job.width, job.height)
+    specs = {}
+    for orientation in job.extra_outputs:
+        width, height = canvas_size(orientation, short)
+        specs[orientation] = replace(primary, width=width, height=height, orientation=orientation)
+    return specs
+
+
+def store_variant(job: Job, orientation: str, finished: Finished) -> dict[str, str]:
+    return {
+        "video": put_bytes(job_key(job, f"video-{orientation}.mp4"), finished.mp4),
+        "poster": put_bytes(job_key(job, f"poster-{orientation}.jpg"), finished.poster_jpeg),
+    }
 
 
 @dataclass(frozen=True)

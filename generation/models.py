@@ -53,6 +53,8 @@ class TemplateVersion(TenantOwnedModel):
     height = models.PositiveIntegerField()
     fps = models.PositiveIntegerField()
     duration_s = models.FloatField()
+    # Further canvases the same shots are finished for ("landscape" 16:9, "portrait" 9:16).
+    extra_outputs = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -146,6 +148,8 @@ class Job(TenantOwnedModel):
     files_deleted_at = models.DateTimeField(null=True, blank=True)
     video_key = models.CharField(max_length=300, blank=True)
     poster_key = models.CharField(max_length=300, blank=True)
+    extra_outputs = models.JSONField(default=list, blank=True)
+    variant_keys = models.JSONField(default=dict, blank=True)  # orientation -> {video, poster}
     video_bytes = models.PositiveBigIntegerField(default=0)
 
     created_by = models.ForeignKey(

@@ -59,6 +59,7 @@ CONTENT_FIELDS = (
     "height",
     "fps",
     "duration_s",
+    "extra_outputs",
 )
 
 
@@ -99,6 +100,17 @@ def template_content_errors(content: dict[str, Any]) -> dict[str, str]:
             duration_s=content["duration_s"],
         )
     )
+    extra = content.get("extra_outputs") or []
+    primary = "portrait" if content["height"] > content["width"] else "landscape"
+    if (
+        not isinstance(extra, list)
+        or len(set(extra)) != len(extra)
+        or any(o not in ("landscape", "portrait") or o == primary for o in extra)
+    ):
+        errors["extra_outputs"] = (
+            f"A list of further orientations besides the template's own ({primary}): "
+            "'landscape' (16:9) or 'portrait' (9:16)."
+        )
     return errors
 
 
@@ -118,6 +130,7 @@ def _with_defaults(content: dict[str, Any]) -> dict[str, Any]:
         "height": content.get("height") or spec.default_height,
         "fps": content.get("fps") or spec.default_fps,
         "duration_s": content.get("duration_s") or 5.0,
+        "extra_outputs": content.get("extra_outputs") or [],
     }
 
 
@@ -338,6 +351,7 @@ def job_create(
                 shots=[shot.as_dict() for shot in plan.shots],
                 end_user=request.end_user,
                 priority=priority,
+                extra_outputs=list(version.extra_outputs),
                 state=JobState.QUEUED,
                 created_by=actor_user,
                 created_by_key=actor_key,
@@ -471,6 +485,7 @@ def _job_file_keys(job: Job) -> list[str]:
     from django.core.files.storage import default_storage
 
     keys = {job.video_key, job.poster_key, job.frames_key}
+    keys |= {key for variant in job.variant_keys.values() for key in variant.values()}
     keys |= {v["key"] for v in job.values.values() if isinstance(v, dict) and v.get("key")}
     prefix = job_key(job, "")
     stack = [prefix.rstrip("/")]
@@ -508,7 +523,11 @@ def job_delete_files(*, job: Job, reason: str) -> DeletionReceipt:
             removed.append({"key": key, "bytes": size})
     with transaction.atomic():
         Job.objects.filter(pk=job.pk).update(
-            video_key="", poster_key="", frames_key="", files_deleted_at=timezone.now()
+            video_key="",
+            poster_key="",
+            frames_key="",
+            variant_keys={},
+            files_deleted_at=timezone.now(),
         )
         receipt = DeletionReceipt.objects.create(
             tenant_id=job.tenant_id, job_id=job.pk, reason=reason, files=removed

@@ -28,7 +28,13 @@ from generation.backends.base import (
     PlatformFault,
     ShotSpec,
 )
-from generation.finishing import finish_spec_for, split_shots, store_outputs
+from generation.finishing import (
+    finish_spec_for,
+    split_shots,
+    store_outputs,
+    store_variant,
+    variant_specs,
+)
 from generation.models import Job, JobState
 from generation.postprocess.finish import finish
 from generation.rawframes import pack, unpack
@@ -271,7 +277,13 @@ def postprocess_job(job_id: str) -> None:
         return
     try:
         frames = unpack(get_bytes(job.frames_key))
-        finished = finish(split_shots(job, frames), finish_spec_for(job))
+        shots = split_shots(job, frames)
+        spec = finish_spec_for(job)
+        finished = finish(shots, spec)
+        variants = {
+            orientation: store_variant(job, orientation, finish(shots, variant_spec))
+            for orientation, variant_spec in variant_specs(job, spec).items()
+        }
         job_set_progress(job_id=job.id, progress=95)
         if _cancel_requested(job):
             _cancel_quietly(job, "canceled during post-processing")
@@ -284,6 +296,7 @@ def postprocess_job(job_id: str) -> None:
             video_key=stored.video_key,
             poster_key=stored.poster_key,
             video_bytes=stored.video_bytes,
+            variant_keys=variants,
         )
     except IllegalTransition:
         return

@@ -178,3 +178,36 @@ def test_replacing_the_logo_removes_the_old_file(tenant):
     second = BrandKit.objects.get().logo_key
     assert first != second and second.startswith(f"tenants/{tenant.id}/brand/")
     assert not default_storage.exists(first) and default_storage.exists(second)
+
+
+def test_a_template_can_deliver_a_vertical_version_too(api, tenant, run_on_commit, client):
+    template = factories.make_template(tenant, extra_outputs=["portrait"], **SIZE)
+    assert api.get(f"/api/v1/templates/{template.id}/").json()["version"]["extra_outputs"] == [
+        "portrait"
+    ]
+    job = _run(api, template, run_on_commit)
+    links = api.get(f"/api/v1/jobs/{job.id}/download/").json()
+    portrait = links["variants"]["portrait"]["url"].removeprefix("http://127.0.0.1:8000")
+    data = b"".join(client.get(portrait).streaming_content)
+    frames = _frames(data)
+    assert frames[0].shape == (320, 180, 3)  # 9:16 on the same short side
+    box = label_box(180, 320, "en")
+    plate = _plate(frames[0], box)
+    assert (plate.max(axis=2) < 60).mean() > 0.4  # the label is on this output too
+    landscape = _frames(get_bytes(job.video_key))
+    assert landscape[0].shape == (180, 320, 3)
+
+
+@pytest.mark.parametrize("extra", [["landscape"], ["square"], ["portrait", "portrait"], "portrait"])
+def test_extra_outputs_must_be_the_other_orientation(api, extra):
+    body = {
+        "name": "T",
+        "kind": "character",
+        "prompt": "{name}",
+        "variables": [{"name": "name", "type": "text"}],
+        "extra_outputs": extra,
+        **SIZE,
+    }
+    response = api.post("/api/v1/templates/", body, format="json")
+    assert response.status_code == 400
+    assert "extra_outputs" in [e["field"] for e in response.json()["errors"]]
