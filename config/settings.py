@@ -235,6 +235,15 @@ REELCAST_DEFAULT_MODEL = env_str("REELCAST_DEFAULT_MODEL", "preview")
 REELCAST_AIGC_PRODUCER_CODE = env_str("REELCAST_AIGC_PRODUCER_CODE", "Reelcast")
 REELCAST_METRICS_TOKEN = env_str("REELCAST_METRICS_TOKEN", "")
 
+# --- moderation -------------------------------------------------------------------------------
+REELCAST_MODERATION_IMAGE_CHECKS = env_bool("REELCAST_MODERATION_IMAGE_CHECKS", True)
+REELCAST_MODERATION_THREADS = env_int("REELCAST_MODERATION_THREADS", 1)
+# An optional cloud moderation provider (dotted path; "" = off). Nothing is sent unless set.
+REELCAST_MODERATION_PROVIDER = env_str("REELCAST_MODERATION_PROVIDER", "")
+REELCAST_MODERATION_PROVIDER_URL = env_str("REELCAST_MODERATION_PROVIDER_URL", "")
+REELCAST_MODERATION_PROVIDER_KEY = env_str("REELCAST_MODERATION_PROVIDER_KEY", "")
+REELCAST_MODERATION_PROVIDER_TIMEOUT_S = env_float("REELCAST_MODERATION_PROVIDER_TIMEOUT_S", 10.0)
+
 # --- tenant webhooks and live status ---------------------------------------------------------
 # Private, loopback and link-local webhook targets are refused unless this is on (tests only).
 REELCAST_WEBHOOKS_ALLOW_PRIVATE = env_bool("REELCAST_WEBHOOKS_ALLOW_PRIVATE", False)

@@ -26,6 +26,7 @@ urlpatterns = [
     path("api/v1/jobs/<uuid:job_id>/events/", live.job_events, name="job-events"),
     path("api/v1/", include(router.urls)),
     path("", include("tenants.urls")),
+    path("", include("moderation.urls")),
     path("", include("billing.urls")),
     path(
         "api/v1/schema/",

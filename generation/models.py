@@ -92,14 +92,19 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     JobState.MODERATING: frozenset(
         {JobState.SUCCEEDED, JobState.IN_REVIEW, JobState.BLOCKED, JobState.FAILED}
     ),
-    JobState.IN_REVIEW: frozenset({JobState.SUCCEEDED, JobState.BLOCKED}),
+    # in_review -> queued: a request held before generation, approved by an operator.
+    JobState.IN_REVIEW: frozenset(
+        {JobState.SUCCEEDED, JobState.BLOCKED, JobState.QUEUED, JobState.CANCELED}
+    ),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELED: frozenset(),
     JobState.BLOCKED: frozenset(),
 }
 TERMINAL_STATES = frozenset(state for state, moves in TRANSITIONS.items() if not moves)
-CANCELABLE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.POSTPROCESSING})
+CANCELABLE_STATES = frozenset(
+    {JobState.QUEUED, JobState.RUNNING, JobState.POSTPROCESSING, JobState.IN_REVIEW}
+)
 
 
 class Job(TenantOwnedModel):

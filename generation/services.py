@@ -35,6 +35,13 @@ from generation.models import (
 )
 from generation.storage import job_key, put_bytes
 from generation.variables import clean_values, definition_errors, placeholder_errors
+from moderation.services import (
+    ContentBlocked,
+    moderation_judge_images,
+    moderation_judge_text,
+    moderation_record,
+)
+from moderation.text import texts_for_job
 from tenants.models import ApiKey, Tenant
 from tenants.webhooks import job_event, job_progress_event
 
@@ -318,6 +325,24 @@ def job_create(
     if errors:
         raise ValidationError(errors)
     assert plan is not None
+    # Moderation before any GPU time: every free-text value and shot prompt, and any reference
+    # photo. A block is a 422 with the matched rules; a review holds the job for an operator.
+    verdicts = [
+        moderation_judge_text(
+            tenant=tenant,
+            template=template,
+            texts=texts_for_job(values=cleaned.values, shots=plan.shots, title=plan.title),
+        )
+    ]
+    if cleaned.images:
+        verdicts.append(
+            moderation_judge_images(tenant=tenant, template=template, images=cleaned.images)
+        )
+    for verdict in verdicts:
+        if verdict.blocked:
+            raise ContentBlocked(verdict)
+    held = any(verdict.needs_review for verdict in verdicts)
+    initial_state = JobState.IN_REVIEW if held else JobState.QUEUED
     # Plan limits, suspension, hard caps, backlog and storefront quotas: 402 / 429 with reasons.
     quota_check(
         tenant=tenant,
@@ -352,7 +377,7 @@ def job_create(
                 end_user=request.end_user,
                 priority=priority,
                 extra_outputs=list(version.extra_outputs),
-                state=JobState.QUEUED,
+                state=initial_state,
                 created_by=actor_user,
                 created_by_key=actor_key,
             )
@@ -367,11 +392,12 @@ def job_create(
             JobTransition.objects.create(
                 job=job,
                 from_state="",
-                to_state=JobState.QUEUED,
+                to_state=initial_state,
                 at=job.created_at,
-                reason="created",
+                reason="created; held for review" if held else "created",
             )
-            job_event(job=job, to_state=JobState.QUEUED)  # the tenant's webhooks, on commit
+            job_event(job=job, to_state=initial_state)  # the tenant's webhooks, on commit
+            moderation_record(job=job, judgements=verdicts)
             if idempotency_key:
                 IdempotencyKey.objects.create(
                     tenant=tenant, key=idempotency_key, fingerprint=fingerprint, job=job
@@ -379,7 +405,8 @@ def job_create(
             from generation.tasks import enqueue_job
 
             job_id = job.id
-            transaction.on_commit(lambda: enqueue_job(job_id))
+            if not held:  # a held job is queued by the operator's approval
+                transaction.on_commit(lambda: enqueue_job(job_id))
     except IntegrityError:
         # Another request with the same Idempotency-Key won the race: answer as it did.
         from generation.storage import delete_keys
@@ -440,7 +467,8 @@ def job_fail(*, job: Job, code: str, message: str) -> Job:
 
 
 def job_cancel(*, job: Job) -> Job:
-    """Cancel a queued job at once; ask a running one to stop (the worker ends it in one step)."""
+    """Cancel a queued (or held) job at once; ask a running one to stop (the worker ends it
+    within one step)."""
     job.refresh_from_db(fields=["state", "cancel_requested_at"])
     if job.state not in CANCELABLE_STATES:
         raise Problem(
@@ -448,10 +476,10 @@ def job_cancel(*, job: Job) -> Job:
         )
     now = timezone.now()
     Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
-    if job.state == JobState.QUEUED:
+    if job.state in (JobState.QUEUED, JobState.IN_REVIEW):
         try:
             return job_transition(
-                job=job, to_state=JobState.CANCELED, reason="canceled while queued"
+                job=job, to_state=JobState.CANCELED, reason=f"canceled while {job.state}"
             )
         except IllegalTransition:
             pass  # a worker picked it up meanwhile; it sees cancel_requested_at and stops

@@ -310,8 +310,13 @@ def postprocess_job(job_id: str) -> None:
         ModerationDecision.Verdict.REVIEW: JobState.IN_REVIEW,
         ModerationDecision.Verdict.BLOCK: JobState.BLOCKED,
     }[ModerationDecision.Verdict(decision.verdict)]
+    blocked = {}
+    if target == JobState.BLOCKED:  # the tenant sees why (categories, not lexicon internals)
+        blocked = {"error_code": "content_blocked", "error_message": decision.summary()[:1000]}
     with contextlib.suppress(IllegalTransition):
-        job_transition(job=job, to_state=target, reason=f"moderation: {decision.verdict}")
+        job_transition(
+            job=job, to_state=target, reason=f"moderation: {decision.verdict}", **blocked
+        )
         delete_keys([job.frames_key])
         Job.objects.filter(pk=job.pk).update(frames_key="")
 

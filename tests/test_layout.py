@@ -38,6 +38,8 @@ def test_web_process_never_imports_torch_or_diffusers():
 
 
 TENANT_OWNED = {
+    "ModerationPolicy",
+    "ReviewCase",
     "WebhookEndpoint",
     "WebhookEvent",
     "WebhookDelivery",

@@ -1,0 +1,17 @@
+"""The operators' moderation API, included at the root.
+
+config/urls.py: ``path("", include("moderation.urls"))``.
+"""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from moderation.api import AuditEntryViewSet, ReviewCaseViewSet
+
+router = SimpleRouter()
+router.register("moderation/cases", ReviewCaseViewSet, basename="moderation-case")
+router.register("moderation/audit", AuditEntryViewSet, basename="moderation-audit")
+
+urlpatterns = [path("api/v1/", include(router.urls))]
