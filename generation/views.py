@@ -17,6 +17,7 @@ from generation.models import Job, Template
 from tenants.auth import SESSION_TENANT_KEY
 from tenants.models import Membership, Role
 from tenants.selectors import membership_for, memberships_of
+from tenants.web import current_membership
 
 
 @require_GET
@@ -34,18 +35,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard")
 
 
-def _membership(request: HttpRequest) -> Membership:
-    membership = membership_for(
-        user=request.user, tenant_id=request.session.get(SESSION_TENANT_KEY)
-    )
-    if membership is None:
-        raise Http404("You are not a member of any tenant.")
-    return membership
-
-
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    membership = current_membership(request)
     tenant = membership.tenant
     templates = list(selectors.template_list(tenant=tenant))
     for template in templates:
@@ -77,7 +69,7 @@ def switch_tenant(request: HttpRequest, tenant_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def run_template(request: HttpRequest, template_id: str) -> HttpResponse:
-    membership = _membership(request)
+    membership = current_membership(request)
     if not membership.has_role(Role.EDITOR):
         messages.error(request, "Your role cannot run jobs.")
         return redirect("dashboard")
@@ -111,7 +103,7 @@ def run_template(request: HttpRequest, template_id: str) -> HttpResponse:
 
 @login_required
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
-    membership = _membership(request)
+    membership = current_membership(request)
     job = Job.objects.for_tenant(membership.tenant).filter(pk=job_id).first()
     if job is None:
         raise Http404("No such job.")
