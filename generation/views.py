@@ -15,7 +15,7 @@ from config.problems import field_errors
 from generation import delivery, selectors, services
 from generation.models import Job, Template
 from tenants.auth import SESSION_TENANT_KEY
-from tenants.models import Membership, Role
+from tenants.models import Role
 from tenants.selectors import membership_for, memberships_of
 from tenants.web import current_membership
 
