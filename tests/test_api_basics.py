@@ -112,8 +112,16 @@ def test_the_demo_templates_make_jobs(run_on_commit, capsys):
 
 
 def test_createtenant_makes_a_tenant_with_an_owner_and_a_working_key(capsys):
-    call_command("createtenant", "Riverside High", "--kind", "school", "--owner", "principal",
-                 "--with-key", "--json")
+    call_command(
+        "createtenant",
+        "Riverside High",
+        "--kind",
+        "school",
+        "--owner",
+        "principal",
+        "--with-key",
+        "--json",
+    )
     out = json.loads(capsys.readouterr().out)
     tenant = Tenant.objects.get(pk=out["tenant_id"])
     assert (tenant.slug, tenant.kind) == ("riverside-high", "school")
