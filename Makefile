@@ -32,7 +32,10 @@ run: install-run
 test: install-dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The references some benchmarks compare against (never needed to run the platform):
+# invisible-watermark's dwtDct (installed without its unpinned torch) and faiss-cpu.
 bench: install-dev
+	$(BIN)/pip install -q --no-deps invisible-watermark && $(BIN)/pip install -q PyWavelets faiss-cpu
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: install-dev

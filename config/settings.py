@@ -244,6 +244,16 @@ REELCAST_MODERATION_PROVIDER_URL = env_str("REELCAST_MODERATION_PROVIDER_URL", "
 REELCAST_MODERATION_PROVIDER_KEY = env_str("REELCAST_MODERATION_PROVIDER_KEY", "")
 REELCAST_MODERATION_PROVIDER_TIMEOUT_S = env_float("REELCAST_MODERATION_PROVIDER_TIMEOUT_S", 10.0)
 
+# --- provenance -------------------------------------------------------------------------------
+# The invisible watermark's key. Set it explicitly in production and never change it: videos
+# are traceable only with the key they were marked with (default: derived from the secret key).
+REELCAST_WATERMARK_KEY = env_str("REELCAST_WATERMARK_KEY", "")
+# C2PA signing credentials: signing-chain.pem, signing-key.pem, root-ca.pem in this directory.
+REELCAST_C2PA_DIR = env_str("REELCAST_C2PA_DIR", str(VAR_DIR / "c2pa"))
+# Generate a development chain there when none exists (never in production).
+REELCAST_C2PA_DEV_CHAIN = env_bool("REELCAST_C2PA_DEV_CHAIN", DEBUG)
+REELCAST_TRACE_MAX_FRAMES = env_int("REELCAST_TRACE_MAX_FRAMES", 240)
+
 # --- tenant webhooks and live status ---------------------------------------------------------
 # Private, loopback and link-local webhook targets are refused unless this is on (tests only).
 REELCAST_WEBHOOKS_ALLOW_PRIVATE = env_bool("REELCAST_WEBHOOKS_ALLOW_PRIVATE", False)

@@ -28,6 +28,8 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 REELCAST_PROGRESS_WRITE_INTERVAL_S = 0.0
 REELCAST_CANCEL_POLL_S = 0.0
+REELCAST_C2PA_DIR = os.path.join(_TMP, "c2pa")
+REELCAST_C2PA_DEV_CHAIN = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that a worker process started by a test sees the same data.
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(_TMP, "test.sqlite3")}

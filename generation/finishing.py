@@ -80,9 +80,9 @@ def variant_specs(job: Job, primary: FinishSpec) -> dict[str, FinishSpec]:
     return specs
 
 
-def store_variant(job: Job, orientation: str, finished: Finished) -> dict[str, str]:
+def store_variant(job: Job, orientation: str, finished: Finished, *, mp4: bytes) -> dict[str, str]:
     return {
-        "video": put_bytes(job_key(job, f"video-{orientation}.mp4"), finished.mp4),
+        "video": put_bytes(job_key(job, f"video-{orientation}.mp4"), mp4),
         "poster": put_bytes(job_key(job, f"poster-{orientation}.jpg"), finished.poster_jpeg),
     }
 
@@ -94,11 +94,11 @@ class StoredOutputs:
     video_bytes: int
 
 
-def store_outputs(job: Job, finished: Finished) -> StoredOutputs:
-    """Write every output under the job's tenant-scoped prefix."""
+def store_outputs(job: Job, finished: Finished, *, mp4: bytes) -> StoredOutputs:
+    """Write every output under the job's tenant-scoped prefix (``mp4``: the signed video)."""
     put_bytes(job_key(job, f"preview.{finished.preview_format}"), finished.preview)
     put_bytes(job_key(job, "subtitles.srt"), finished.srt.encode())
     put_bytes(job_key(job, "subtitles.vtt"), finished.vtt.encode())
     poster_key = put_bytes(job_key(job, "poster.jpg"), finished.poster_jpeg)
-    video_key = put_bytes(job_key(job, "video.mp4"), finished.mp4)
-    return StoredOutputs(video_key=video_key, poster_key=poster_key, video_bytes=len(finished.mp4))
+    video_key = put_bytes(job_key(job, "video.mp4"), mp4)
+    return StoredOutputs(video_key=video_key, poster_key=poster_key, video_bytes=len(mp4))

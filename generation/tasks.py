@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import replace
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -46,6 +48,7 @@ from generation.services import (
 )
 from generation.storage import delete_keys, get_bytes, job_key, put_bytes
 from moderation.models import ModerationDecision
+from moderation.provenance_service import provenance_hooks, provenance_record, seal
 from moderation.services import moderation_judge_frames
 
 logger = logging.getLogger(__name__)
@@ -278,26 +281,35 @@ def postprocess_job(job_id: str) -> None:
     try:
         frames = unpack(get_bytes(job.frames_key))
         shots = split_shots(job, frames)
-        spec = finish_spec_for(job)
+        # Watermark and fingerprint run as the pass's last frame hooks; the C2PA signature is
+        # the very last write, after every other byte of the MP4 is final.
+        hooks = provenance_hooks(job)
+        spec = finish_spec_for(job, frame_hooks=hooks.frame_hooks())
         finished = finish(shots, spec)
-        variants = {
-            orientation: store_variant(job, orientation, finish(shots, variant_spec))
-            for orientation, variant_spec in variant_specs(job, spec).items()
-        }
+        variants, variant_hashes = {}, []
+        for orientation, variant_spec in variant_specs(job, spec).items():
+            variant_hooks = provenance_hooks(job)
+            variant = finish(shots, replace(variant_spec, frame_hooks=variant_hooks.frame_hooks()))
+            variants[orientation] = store_variant(
+                job, orientation, variant, mp4=seal(job, variant.mp4, variant_hooks)
+            )
+            variant_hashes.append(variant_hooks.hasher.hashes())
         job_set_progress(job_id=job.id, progress=95)
         if _cancel_requested(job):
             _cancel_quietly(job, "canceled during post-processing")
             return
-        stored = store_outputs(job, finished)
-        job_transition(
-            job=job,
-            to_state=JobState.MODERATING,
-            reason="finished",
-            video_key=stored.video_key,
-            poster_key=stored.poster_key,
-            video_bytes=stored.video_bytes,
-            variant_keys=variants,
-        )
+        stored = store_outputs(job, finished, mp4=seal(job, finished.mp4, hooks))
+        with transaction.atomic():
+            job_transition(
+                job=job,
+                to_state=JobState.MODERATING,
+                reason="finished",
+                video_key=stored.video_key,
+                poster_key=stored.poster_key,
+                video_bytes=stored.video_bytes,
+                variant_keys=variants,
+            )
+            provenance_record(job=job, hooks=hooks, extra_hashes=variant_hashes)
     except IllegalTransition:
         return
     except Exception as exc:

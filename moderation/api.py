@@ -21,6 +21,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from config.api import StrictSerializer
@@ -278,3 +279,85 @@ class AuditEntryViewSet(mixins.ListModelMixin, OperatorViewSet):
     )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+
+# --- trace: which delivered video is this leaked copy? ------------------------------------------
+
+
+def _job_summary(record) -> dict[str, Any]:
+    job = record.job
+    if job.created_by_id:
+        requested_by = {"user": job.created_by.get_username()}
+    elif job.created_by_key_id:
+        requested_by = {"api_key": job.created_by_key.prefix, "key_name": job.created_by_key.name}
+    else:
+        requested_by = {}
+    if job.end_user:
+        requested_by["end_user"] = job.end_user
+    return {
+        "job": str(job.id),
+        "tenant": {
+            "id": str(record.tenant_id),
+            "name": record.tenant.name,
+            "slug": record.tenant.slug,
+        },
+        "template": {"id": str(job.template_id), "name": job.template.name},
+        "model": job.model,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "requested_by": requested_by,
+    }
+
+
+class TraceViewSet(OperatorViewSet):
+    """`POST /api/v1/moderation/trace/` with a video file (multipart, field `file`): the
+    watermark names the exact job; the fingerprint index lists the nearest delivered videos."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        }
+    )
+    def create(self, request):
+        from moderation.provenance_service import provenance_trace
+
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": "Upload the video to trace as `file`."})
+        try:
+            answer = provenance_trace(data=upload.read())
+        except ValueError as exc:
+            raise ValidationError({"file": str(exc)}) from None
+        detection = answer.result.detection
+        found = answer.watermark_record
+        services.audit_record(  # who traced what is itself on the record
+            action="trace",
+            actor=request.user,
+            tenant=found.tenant if found else None,
+            job=found.job if found else None,
+            data={
+                "watermark_found": found is not None,
+                "fingerprint_matches": [str(r.job_id) for r, _ in answer.matches],
+            },
+        )
+        return Response(
+            {
+                "watermark": {
+                    "found": answer.watermark_record is not None,
+                    "confidence": round(detection.confidence, 4),
+                    "frames_used": detection.frames_used,
+                    "match": _job_summary(answer.watermark_record)
+                    if answer.watermark_record
+                    else None,
+                },
+                "fingerprint_matches": [
+                    {"distance": distance, **_job_summary(record)}
+                    for record, distance in answer.matches
+                ],
+            }
+        )

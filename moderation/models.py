@@ -313,6 +313,7 @@ class AuditEntry(models.Model):
         CASE_APPROVED = "case_approved", "Case approved"
         CASE_REJECTED = "case_rejected", "Case rejected"
         POLICY_CHANGED = "policy_changed", "Policy changed"
+        TRACE = "trace", "Leaked copy traced"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=32, choices=Action.choices)
@@ -370,3 +371,20 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Audit entries are never deleted.")
+
+
+class ProvenanceRecord(TenantOwnedModel):
+    """How a delivered video can be recognised again: the payload its invisible watermark
+    carries, its perceptual fingerprint (PDQ hashes) and whether its C2PA manifest was signed.
+    One per job; the trace tool resolves a leaked copy to this row."""
+
+    job = models.OneToOneField(
+        "generation.Job", on_delete=models.CASCADE, related_name="provenance"
+    )
+    watermark_payload = models.BigIntegerField(unique=True)
+    fingerprint = models.BinaryField()  # n x 32 bytes of PDQ hashes
+    c2pa_signed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"provenance of {self.job_id}"

@@ -8,10 +8,11 @@ from __future__ import annotations
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from moderation.api import AuditEntryViewSet, ReviewCaseViewSet
+from moderation.api import AuditEntryViewSet, ReviewCaseViewSet, TraceViewSet
 
 router = SimpleRouter()
 router.register("moderation/cases", ReviewCaseViewSet, basename="moderation-case")
 router.register("moderation/audit", AuditEntryViewSet, basename="moderation-audit")
+router.register("moderation/trace", TraceViewSet, basename="moderation-trace")
 
 urlpatterns = [path("api/v1/", include(router.urls))]
