@@ -126,23 +126,32 @@ def provenance_record(*, job, hooks: ProvenanceHooks, extra_hashes=()) -> Proven
 
 
 class _LiveIndex:
-    """The fingerprint index of this process, filled from the database and kept current."""
+    """The fingerprint index of this process, filled from the database and kept current.
+
+    New rows are added incrementally; when the table no longer matches what was loaded (rows
+    deleted with their jobs, or ids reused) the index is rebuilt from scratch.
+    """
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
         self.index = FingerprintIndex()
         self.last_id = 0
-        self.lock = threading.Lock()
+        self.loaded = 0
 
     def refresh(self) -> FingerprintIndex:
+        rows = ProvenanceRecord.objects.all()  # unscoped: the operator's trace index
         with self.lock:
-            for row in (
-                ProvenanceRecord.objects.filter(  # unscoped: the operator's trace index
-                    pk__gt=self.last_id
-                )
-                .order_by("pk")
-                .values_list("pk", "fingerprint")
+            for pk, fingerprint in (
+                rows.filter(pk__gt=self.last_id).order_by("pk").values_list("pk", "fingerprint")
             ):
-                self._add(*row)
+                self._add(pk, fingerprint)
+            if rows.count() != self.loaded:  # something was deleted or an id was reused
+                self._reset()
+                for pk, fingerprint in rows.order_by("pk").values_list("pk", "fingerprint"):
+                    self._add(pk, fingerprint)
             return self.index
 
     def add(self, record: ProvenanceRecord) -> None:
@@ -153,6 +162,7 @@ class _LiveIndex:
         if len(hashes):
             self.index.add(pk, hashes)
         self.last_id = max(self.last_id, pk)
+        self.loaded += 1
 
 
 @cache

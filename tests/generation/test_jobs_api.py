@@ -453,25 +453,23 @@ def test_a_job_pins_the_template_version_it_was_made_from(api, template, run_on_
     assert pinned["template_version"] == 1
 
 
-def test_the_same_seed_gives_the_same_video(api, template, run_on_commit):
-    a = Job.objects.get(pk=_create(api, template, run_on_commit, seed=7).json()["id"])
-    b = Job.objects.get(pk=_create(api, template, run_on_commit, seed=7).json()["id"])
-    c = Job.objects.get(pk=_create(api, template, run_on_commit, seed=8).json()["id"])
-    frames = []
-    for job in (a, b, c):
-        with av.open(io.BytesIO(get_bytes(job.video_key))) as container:
-            frames.append(
-                np.stack(
-                    [
-                        f.to_ndarray(format="rgb24").astype(np.int16)
-                        for f in container.decode(video=0)
-                    ]
-                )
-            )
-    # x264 is not bit-reproducible across runs on every CPU; the frames it was given are, so
-    # the same seed decodes to (all but) the same pixels and another seed does not.
-    assert np.abs(frames[0] - frames[1]).mean() < 0.5
-    assert np.abs(frames[0] - frames[2]).mean() > 5
+def test_the_same_seed_gives_the_same_frames(api, template):
+    from generation.backends import get_backend
+
+    a, b, c = (
+        Job.objects.get(pk=_create(api, template, seed=seed).json()["id"]) for seed in (7, 7, 8)
+    )
+    assert a.shots == b.shots and a.shots[0]["seed"] != c.shots[0]["seed"]
+    backend = get_backend("preview")
+
+    def frames(job):
+        return backend.generate(
+            tasks._build_request(job), on_progress=lambda d, t: None, should_cancel=lambda: False
+        ).frames
+
+    # The delivered videos differ by design: each carries its own job's invisible watermark.
+    assert (frames(a) == frames(b)).all()
+    assert not (frames(a) == frames(c)).all()
 
 
 def test_templates_of_another_tenant_cannot_be_used(api, other_tenant):
