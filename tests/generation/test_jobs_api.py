@@ -3,8 +3,6 @@ from __future__ import annotations
 import base64
 import io
 
-import av
-import numpy as np
 import pytest
 from django.test import override_settings
 from PIL import Image
