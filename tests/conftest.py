@@ -86,3 +86,13 @@ def run_on_commit(django_capture_on_commit_callbacks):
             return fn(*args, **kwargs)
 
     return runner
+
+
+@pytest.fixture(autouse=True)
+def _fresh_trace_index():
+    """Each test's database is rolled back, and SQLite then hands the same ids out again: a
+    per-process trace index must not carry rows from one test into the next."""
+    yield
+    from moderation.provenance_service import _index
+
+    _index.cache_clear()
