@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -50,7 +50,7 @@ class ApiKeyCreateSerializer(StrictSerializer):
         return attrs
 
 
-class ApiKeyViewSet(TenantScopedViewSet):
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """API keys: list, create (the key is in the response once), revoke."""
 
     model = ApiKey
@@ -63,13 +63,6 @@ class ApiKeyViewSet(TenantScopedViewSet):
         "create": Role.ADMIN,
         "revoke": Role.ADMIN,
     }
-
-    def list(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
-
-    def retrieve(self, request, pk=None):
-        return Response(ApiKeySerializer(self.get_object()).data)
 
     @extend_schema(
         request=ApiKeyCreateSerializer,

@@ -14,7 +14,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
     inline_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -119,7 +119,7 @@ class WebhookDeliverySerializer(serializers.Serializer):
         }
 
 
-class WebhookEndpointViewSet(TenantScopedViewSet):
+class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Webhook endpoints: `GET/POST /api/v1/webhooks/endpoints/`, `GET/PATCH/DELETE …/{id}/`,
     `POST …/{id}/rotate-secret/`. The signing secret is in the response once, at creation and at
     rotation."""
@@ -136,13 +136,6 @@ class WebhookEndpointViewSet(TenantScopedViewSet):
         "destroy": Role.ADMIN,
         "rotate_secret": Role.ADMIN,
     }
-
-    def list(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(WebhookEndpointSerializer(page, many=True).data)
-
-    def retrieve(self, request, pk=None):
-        return Response(WebhookEndpointSerializer(self.get_object()).data)
 
     @extend_schema(request=WebhookEndpointCreateSerializer, responses={201: IssuedSecretSerializer})
     def create(self, request):

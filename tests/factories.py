@@ -71,3 +71,43 @@ def make_template(tenant: Tenant, **content: Any) -> Template:
         kind=content.pop("kind", Template.Kind.CHARACTER),
         content={**CHARACTER_CONTENT, **content},
     )
+
+
+def make_usage(
+    tenant: Tenant,
+    ms_by_shot: list[int],
+    *,
+    at=None,
+    hardware: str = "h100",
+    end_user: str = "",
+    template: Template | None = None,
+    model: str = "m",
+):
+    """A job of ``tenant`` with one usage row per shot (at ``at``, if given); returns the job."""
+    from billing.models import UsageEvent
+    from billing.services import Measurement, usage_record
+    from generation.services import JobRequest, job_create
+
+    template = template or make_template(tenant)
+    job = job_create(
+        tenant=tenant,
+        request=JobRequest(template=template, values={"name": "A"}, end_user=end_user),
+    ).job
+    usage_record(
+        tenant=tenant,
+        job_id=job.id,
+        end_user=end_user,
+        measurements=[
+            Measurement(
+                stage="generate",
+                shot_index=i,
+                hardware_class=hardware,
+                model=model,
+                milliseconds=ms,
+            )
+            for i, ms in enumerate(ms_by_shot)
+        ],
+    )
+    if at is not None:
+        UsageEvent.objects.filter(job=job).update(created_at=at)
+    return job

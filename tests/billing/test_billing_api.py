@@ -111,24 +111,7 @@ def test_the_overview_shows_plan_usage_cost_and_projection(tenant):
 def test_usage_groups_by_day_hardware_end_user_and_template(tenant, api):
     template = factories.make_template(tenant)
     for end_user, ms, hardware in (("s1", 100, "h100"), ("s2", 250, "cpu"), ("s1", 50, "h100")):
-        job = job_create(
-            tenant=tenant,
-            request=JobRequest(template=template, values={"name": "Ada"}, end_user=end_user),
-        ).job
-        usage_record(
-            tenant=tenant,
-            job_id=job.id,
-            end_user=end_user,
-            measurements=[
-                Measurement(
-                    stage="generate",
-                    shot_index=0,
-                    hardware_class=hardware,
-                    model="m",
-                    milliseconds=ms,
-                )
-            ],
-        )
+        factories.make_usage(tenant, [ms], hardware=hardware, end_user=end_user, template=template)
     today = datetime.now(UTC).date().isoformat()
 
     def rows(group):

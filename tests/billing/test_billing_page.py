@@ -8,12 +8,9 @@ from django.test import Client
 
 from billing.models import Plan
 from billing.services import (
-    Measurement,
     stripe_catalog_sync,
     subscription_assign,
-    usage_record,
 )
-from generation.services import JobRequest, job_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -26,24 +23,13 @@ def _signed_in(tenant, role) -> Client:
 
 
 def _usage(tenant, ms, hardware="cpu", end_user=""):
-    template = factories.make_template(tenant, name="Courage story")
-    job = job_create(
-        tenant=tenant,
-        request=JobRequest(template=template, values={"name": "Ada"}, end_user=end_user),
-    ).job
-    usage_record(
-        tenant=tenant,
-        job_id=job.id,
+    factories.make_usage(
+        tenant,
+        [ms],
+        hardware=hardware,
         end_user=end_user,
-        measurements=[
-            Measurement(
-                stage="generate",
-                shot_index=0,
-                hardware_class=hardware,
-                model="preview",
-                milliseconds=ms,
-            )
-        ],
+        model="preview",
+        template=factories.make_template(tenant, name="Courage story"),
     )
 
 

@@ -10,14 +10,11 @@ from django.core.management import call_command
 from billing import selectors
 from billing.models import Plan, RollupHour, UsageAlert, UsageEvent, UsageRollup
 from billing.services import (
-    Measurement,
     subscription_assign,
     usage_alerts_check,
     usage_correct,
-    usage_record,
     usage_rollup_hour,
 )
-from generation.services import JobRequest, job_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -31,24 +28,7 @@ def record_alert(*, alert: UsageAlert) -> None:
 
 
 def _usage(tenant, ms_by_shot, *, at, hardware="h100", end_user=""):
-    template = factories.make_template(tenant)
-    job = job_create(
-        tenant=tenant,
-        request=JobRequest(template=template, values={"name": "A"}, end_user=end_user),
-    ).job
-    usage_record(
-        tenant=tenant,
-        job_id=job.id,
-        end_user=end_user,
-        measurements=[
-            Measurement(
-                stage="generate", shot_index=i, hardware_class=hardware, model="m", milliseconds=ms
-            )
-            for i, ms in enumerate(ms_by_shot)
-        ],
-    )
-    UsageEvent.objects.filter(job=job).update(created_at=at)
-    return job
+    return factories.make_usage(tenant, ms_by_shot, at=at, hardware=hardware, end_user=end_user)
 
 
 def test_an_hour_rolls_up_per_tenant_class_and_end_user_the_same_every_time(tenant, other_tenant):
