@@ -30,9 +30,11 @@ Design, extraction:
   The average's spectrum is then flattened (divided by its local mean magnitude), which leaves
   the tile's line spectrum standing out of the content's smooth one.
 - The tile period (so the scale) comes from the autocorrelation of that average, which peaks at
-  multiples of the period; its sub-pixel value from a fit over several multiples.
-- The average is folded modulo the period onto one tile; a cyclic cross-correlation with the
-  sync pattern gives the offset (so crops are re-aligned) and a detection statistic.
+  multiples of the period; its sub-pixel value from a fit over several multiples. Each peak,
+  and its half and third, is a candidate.
+- The average is folded modulo each candidate period onto one tile; a cyclic cross-correlation
+  with the sync pattern gives the offset (so crops are re-aligned) and a score that ranks the
+  candidates. Decoding is tried on the best three periods, four offsets each.
 - The matched filter (the adjoint of the interpolation) gives each chip's soft value; the soft
   values of a coded bit's chips are summed; a soft-decision Viterbi decoder gives 96 bits.
 
