@@ -18,8 +18,7 @@ from rest_framework.response import Response
 from config.api import CreatedCursorPagination, StrictSerializer
 from generation import live, selectors, services
 from generation.delivery import signed_link
-from generation.models import BrandKit, DeletionReceipt, Job, JobState, Template
-from generation.scheduler import Priority
+from generation.models import BrandKit, DeletionReceipt, Job, JobState, Priority, Template
 from tenants.models import Role
 from tenants.scoping import TenantScopedViewSet
 

@@ -70,6 +70,14 @@ class TemplateVersion(TenantOwnedModel):
         return f"{self.template} v{self.number}"
 
 
+class Priority(models.IntegerChoices):
+    """Priority classes; the scheduler orders queued jobs by them (billing.Plan mirrors it)."""
+
+    BULK = 0, "Bulk"
+    STANDARD = 1, "Standard"
+    INTERACTIVE = 2, "Interactive"
+
+
 class JobState(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -130,7 +138,7 @@ class Job(TenantOwnedModel):
     shots = models.JSONField(default=list)
     end_user = models.CharField(max_length=128, blank=True)
 
-    priority = models.SmallIntegerField(default=1)  # see generation.scheduler.Priority
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.STANDARD)
     pool = models.CharField(max_length=64, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import IntEnum
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -32,7 +31,6 @@ from django.utils import timezone
 
 from billing.models import UsageEvent
 from billing.selectors import effective_plan_for
-from generation import services
 from generation.models import Job, JobState, PoolLock, WorkerHeartbeat
 from tenants.models import Tenant
 
@@ -41,12 +39,6 @@ logger = logging.getLogger(__name__)
 IN_FLIGHT_STATES = (JobState.QUEUED, JobState.RUNNING)
 # A dispatched job still counts against its pool until generation ends (post-processing runs on
 # the CPU cluster and does not hold a GPU).
-
-
-class Priority(IntEnum):
-    BULK = services.Priority.BULK
-    STANDARD = services.Priority.STANDARD
-    INTERACTIVE = services.Priority.INTERACTIVE
 
 
 @dataclass(frozen=True)

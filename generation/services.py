@@ -30,6 +30,7 @@ from generation.models import (
     Job,
     JobState,
     JobTransition,
+    Priority,
     Template,
     TemplateVersion,
 )
@@ -46,14 +47,6 @@ from tenants.models import ApiKey, Tenant
 from tenants.webhooks import job_event, job_progress_event
 
 logger = logging.getLogger(__name__)
-
-
-class Priority:
-    """Priority classes; generation.scheduler orders queued jobs by them."""
-
-    BULK = 0
-    STANDARD = 1
-    INTERACTIVE = 2
 
 
 CONTENT_FIELDS = (
@@ -220,7 +213,7 @@ class JobRequest:
     duration_s: float | None = None
     seed: int | None = None
     end_user: str = ""
-    priority: int = 1  # Priority: 0 bulk, 1 standard (the plan's class), 2 interactive
+    priority: int = Priority.STANDARD  # the plan may lower or raise STANDARD; see job_create
 
 
 @dataclass(frozen=True)

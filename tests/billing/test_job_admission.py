@@ -8,7 +8,7 @@ from django.core.management import call_command
 from billing.models import Plan
 from billing.services import subscription_assign
 from generation import scheduler
-from generation.models import Job
+from generation.models import Job, Priority
 
 pytestmark = pytest.mark.django_db
 
@@ -64,5 +64,5 @@ def test_the_plan_sets_the_priority_class_and_the_running_cap(
     subscription_assign(tenant=tenant, plan=Plan.objects.get(pk=plans["school"].pk))
     for _ in range(4):
         assert _post(api, template).status_code == 201
-    assert set(Job.objects.values_list("priority", flat=True)) == {scheduler.Priority.BULK}
+    assert set(Job.objects.values_list("priority", flat=True)) == {Priority.BULK}
     assert len(scheduler.dispatch_pool(scheduler.pools()[0])) == 2  # the plan's cap, not 5

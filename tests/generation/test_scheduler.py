@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from billing.services import Measurement, usage_record
 from generation import scheduler, tasks
-from generation.models import Job, JobState
+from generation.models import Job, JobState, Priority
 from generation.services import JobRequest, job_create
 from tests import factories
 
@@ -81,8 +81,8 @@ def test_priority_classes_go_first_and_waiting_jobs_age_upwards():
     tenant.save()
     template = factories.make_template(tenant)
     standard = _queue(tenant, template, 3)
-    bulk_old = _queue(tenant, template, 1, priority=scheduler.Priority.BULK)
-    interactive = _queue(tenant, template, 1, priority=scheduler.Priority.INTERACTIVE)
+    bulk_old = _queue(tenant, template, 1, priority=Priority.BULK)
+    interactive = _queue(tenant, template, 1, priority=Priority.INTERACTIVE)
     order = _run(scheduler.pools()[0], rounds=1)
     assert order == [interactive[0], standard[0]]
     # A bulk job that has waited two aging periods outranks fresh standard work.
