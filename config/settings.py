@@ -11,7 +11,17 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_float, env_int, env_json, env_list, env_str
+from config.env import (
+    env_bool,
+    env_choice,
+    env_csp,
+    env_float,
+    env_int,
+    env_json,
+    env_list,
+    env_rate,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("REELCAST_VAR_DIR", str(BASE_DIR / "var")))
@@ -47,12 +57,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.RequestContextMiddleware",
     "config.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SecurityHeadersMiddleware",
     "config.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "config.middleware.LoginRateLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -137,6 +150,29 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- cache ----------------------------------------------------------------------------------
+# Rate-limit counters live here, so every web process must see the same cache: Redis when
+# REDIS_URL is set, else the database (run `manage.py createcachetable` once, beside migrate).
+# Under DJANGO_DEBUG (one development server, and the test suite) a per-process memory cache.
+REELCAST_CACHE = env_choice(
+    "REELCAST_CACHE",
+    "locmem" if DEBUG else ("redis" if REDIS_URL else "db"),
+    frozenset({"redis", "db", "locmem"}),
+)
+_cache_backends = {
+    "redis": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("REELCAST_CACHE_URL", "") or REDIS_URL,
+    },
+    "db": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "reelcast_cache"},
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+if REELCAST_CACHE == "redis" and not _cache_backends["redis"]["LOCATION"]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("REELCAST_CACHE=redis needs REDIS_URL or REELCAST_CACHE_URL.")
+CACHES = {"default": {**_cache_backends[REELCAST_CACHE], "KEY_PREFIX": "reelcast"}}
+
 # --- storage --------------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("REELCAST_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
@@ -184,7 +220,25 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.problems.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # One budget per scope and caller (API key, user, or address); see config/security.py.
+    "DEFAULT_THROTTLE_CLASSES": ["config.security.ScopedPrincipalThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "read": env_rate("REELCAST_RATE_READ", "1200/min"),
+        "write": env_rate("REELCAST_RATE_WRITE", "300/min"),
+        "jobs_create": env_rate("REELCAST_RATE_JOBS_CREATE", "120/min"),
+        "anon": env_rate("REELCAST_RATE_ANON", "120/min"),
+        "login": env_rate("REELCAST_RATE_LOGIN", "10/min"),
+    },
 }
+# "<router basename>.<action>" -> throttle scope, for views that do not set throttle_scope.
+REELCAST_THROTTLE_ACTIONS: dict = env_json(
+    "REELCAST_THROTTLE_ACTIONS", {"job.create": "jobs_create", "batch.create": "jobs_create"}
+)
+# How many proxies of ours append to X-Forwarded-For in front of the app (compose: 1, Caddy;
+# Kubernetes: 2, the Ingress and Caddy). 0 trusts only REMOTE_ADDR.
+REELCAST_PROXY_COUNT = env_int("REELCAST_PROXY_COUNT", 0)
+REST_FRAMEWORK["NUM_PROXIES"] = REELCAST_PROXY_COUNT
+REELCAST_LOGIN_PATHS = env_list("REELCAST_LOGIN_PATHS", ["/accounts/login/", "/admin/login/"])
 SPECTACULAR_SETTINGS = {
     "TITLE": "Reelcast API",
     "DESCRIPTION": "Templates in, personalised AI videos out. Authenticate with "
@@ -202,6 +256,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REELCAST_MAX_BODY_BYTES
 REELCAST_MAX_IMAGE_BYTES = env_int("REELCAST_MAX_IMAGE_BYTES", 8 * 1024 * 1024)
 REELCAST_MAX_IMAGE_PIXELS = env_int("REELCAST_MAX_IMAGE_PIXELS", 40_000_000)
 REELCAST_MAX_AUDIO_BYTES = env_int("REELCAST_MAX_AUDIO_BYTES", 8 * 1024 * 1024)
+REELCAST_MAX_EVIDENCE_BYTES = env_int("REELCAST_MAX_EVIDENCE_BYTES", 8 * 1024 * 1024)
+# Rosters (CSV or XLSX): at most this large and this many rows; rows become jobs in chunks of
+# REELCAST_BATCH_CHUNK_ROWS, one task each, so a 10,000-row class list never hits a timeout.
+REELCAST_ROSTER_MAX_BYTES = env_int("REELCAST_ROSTER_MAX_BYTES", 10 * 1024 * 1024)
+REELCAST_ROSTER_MAX_ROWS = env_int("REELCAST_ROSTER_MAX_ROWS", 10_000)
+REELCAST_BATCH_CHUNK_ROWS = env_int("REELCAST_BATCH_CHUNK_ROWS", 250)
+REELCAST_MAX_VARIANTS = env_int("REELCAST_MAX_VARIANTS", 8)
 REELCAST_IDEMPOTENCY_TTL_S = env_int("REELCAST_IDEMPOTENCY_TTL_S", 24 * 3600)
 REELCAST_DOWNLOAD_TTL_S = env_int("REELCAST_DOWNLOAD_TTL_S", 24 * 3600)
 REELCAST_DEFAULT_RETENTION_DAYS = env_int("REELCAST_DEFAULT_RETENTION_DAYS", 30)
@@ -278,6 +339,8 @@ LOGIN_REDIRECT_URL = "/app/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+# The shell's strings (platform/locale); each app keeps its own in <app>/locale.
+LOCALE_PATHS = [BASE_DIR / "platform" / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -286,15 +349,119 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+# Behind a proxy that ends TLS (an Ingress, Caddy with a domain): trust its X-Forwarded-Proto,
+# and send plain-HTTP visitors to HTTPS. HSTS is only ever sent on HTTPS responses.
+DJANGO_BEHIND_TLS_PROXY = env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+if DJANGO_BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", DJANGO_BEHIND_TLS_PROXY and not DEBUG)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+# Preloading binds the whole registered domain to HTTPS for months: the operator's decision.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = env_list("DJANGO_SILENCED_SYSTEM_CHECKS", [])
 
+# Content-Security-Policy for every response (config.middleware.SecurityHeadersMiddleware).
+# REELCAST_CSP: a JSON object replaces the directives it names (null drops one), a policy string
+# replaces the whole policy, "off" sends none.
+_csp_default = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:", "blob:"],
+    "media-src": ["'self'", "blob:"],
+    "connect-src": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "object-src": ["'none'"],
+}
+REELCAST_CSP: dict = (
+    {} if env_str("REELCAST_CSP", "").strip() == "off" else env_csp("REELCAST_CSP", _csp_default)
+)
+REELCAST_CSP_REPORT_ONLY = env_bool("REELCAST_CSP_REPORT_ONLY", False)
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+# Videos and posters are played from signed links: on the public URL (local storage) or on the
+# object store (S3), which the dashboard's <video>/<img> must be allowed to load.
+_media_origins = [_origin(REELCAST_PUBLIC_URL)]
+if REELCAST_STORAGE == "s3":
+    _s3 = STORAGES["default"]["OPTIONS"]
+    if _s3["endpoint_url"]:
+        _media_origins.append(_origin(_s3["endpoint_url"]))
+    else:
+        _bucket, _region = _s3["bucket_name"], _s3["region_name"] or "us-east-1"
+        _media_origins += [
+            f"https://{_bucket}.s3.amazonaws.com",
+            f"https://{_bucket}.s3.{_region}.amazonaws.com",
+        ]
+REELCAST_MEDIA_ORIGINS = env_list("REELCAST_MEDIA_ORIGINS", [o for o in _media_origins if o])
+for _directive in ("img-src", "media-src"):
+    if _directive in REELCAST_CSP:
+        REELCAST_CSP[_directive] += [
+            o for o in REELCAST_MEDIA_ORIGINS if o not in REELCAST_CSP[_directive]
+        ]
+# Path prefix -> sources added to directives there. Checkout and the billing portal are forms
+# that redirect to Stripe, and browsers hold a form's redirects to form-action.
+REELCAST_CSP_PATH_ADDITIONS: dict = env_json(
+    "REELCAST_CSP_PATH_ADDITIONS",
+    {
+        "/app/billing/": {
+            "form-action": ["https://checkout.stripe.com", "https://billing.stripe.com"]
+        }
+    },
+)
+# The embed widget is framed and scripted by tenants' storefronts: no X-Frame-Options there, and
+# frame-ancestors from here (the widget view may narrow it per key with response.csp_replace).
+REELCAST_FRAMEABLE_PATHS = env_list("REELCAST_FRAMEABLE_PATHS", ["/embed/"])
+REELCAST_EMBED_FRAME_ANCESTORS = env_list("REELCAST_EMBED_FRAME_ANCESTORS", ["*"])
+REELCAST_PERMISSIONS_POLICY = env_str(
+    "REELCAST_PERMISSIONS_POLICY",
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()",
+)
+
+# --- logging ------------------------------------------------------------------------------
+# One handler, on stderr, for everything (Django's own loggers and django-q's included): JSON
+# lines in production, text under DEBUG; every record gets the request/tenant/job ids and has
+# secrets scrubbed before it is written (config/logging.py).
+REELCAST_LOG_FORMAT = env_choice(
+    "REELCAST_LOG_FORMAT", "text" if DEBUG else "json", frozenset({"json", "text"})
+)
+REELCAST_ACCESS_LOG = env_bool("REELCAST_ACCESS_LOG", not DEBUG)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "config.logging.ContextFilter"},
+        "redact": {"()": "config.logging.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "json": {"()": "config.logging.JsonFormatter"},
+        "text": {"()": "config.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": REELCAST_LOG_FORMAT,
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("REELCAST_LOG_LEVEL", "INFO")},
-    "loggers": {"django_q": {"level": env_str("REELCAST_QUEUE_LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        # Naming these drops the handlers Django's defaults give them, so their records reach
+        # the one handler above (formatted and scrubbed) instead of bypassing it.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+        "django-q": {"level": env_str("REELCAST_QUEUE_LOG_LEVEL", "WARNING")},
+    },
 }

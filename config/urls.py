@@ -13,6 +13,7 @@ from config.problems import problem_response
 from generation import live
 from generation import views as generation_views
 from generation.api import BrandKitViewSet, JobViewSet, TemplateViewSet
+from generation.personalisation_api import BatchViewSet, ConsentViewSet, StylePresetViewSet
 from tenants.api import ApiKeyViewSet
 
 router = SimpleRouter()
@@ -20,6 +21,9 @@ router.register("templates", TemplateViewSet, basename="template")
 router.register("jobs", JobViewSet, basename="job")
 router.register("keys", ApiKeyViewSet, basename="apikey")
 router.register("brand-kit", BrandKitViewSet, basename="brand-kit")
+router.register("consents", ConsentViewSet, basename="consent")
+router.register("style-presets", StylePresetViewSet, basename="style-preset")
+router.register("batches", BatchViewSet, basename="batch")
 
 
 urlpatterns = [
@@ -54,7 +58,12 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the language menu
+    path("app/billing/", include("billing.web_urls")),
+    path("app/account/", include("tenants.web_urls")),
     path("app/", include("generation.urls")),
+    path("console/", include("moderation.console_urls")),
+    path("embed/", include("generation.embed_urls")),
     path("admin/", admin.site.urls),
     path("", generation_views.home),
 ]

@@ -27,7 +27,7 @@ from tenants.scoping import TenantScopedViewSet
 
 class VariableSerializer(serializers.Serializer):
     name = serializers.CharField()
-    type = serializers.ChoiceField(choices=["text", "choice", "number", "image"])
+    type = serializers.ChoiceField(choices=["text", "name", "choice", "number", "image"])
     label = serializers.CharField(required=False)
     required = serializers.BooleanField(required=False)
     min_length = serializers.IntegerField(required=False)
@@ -53,7 +53,28 @@ class TemplateVersionSerializer(serializers.Serializer):
     fps = serializers.IntegerField()
     duration_s = serializers.FloatField()
     extra_outputs = serializers.ListField(child=serializers.CharField())
+    character = serializers.CharField()
+    product = serializers.CharField()
+    style = serializers.JSONField()
+    assets = serializers.SerializerMethodField()
+    requires_consent = serializers.BooleanField()
     created_at = serializers.DateTimeField()
+
+    @extend_schema_field(
+        inline_serializer(
+            "TemplateAsset",
+            {"role": serializers.CharField(), "sha256": serializers.CharField()},
+            many=True,
+        )
+    )
+    def get_assets(self, version) -> list[dict]:
+        # Storage keys are internal; the tenant sees which images the version holds.
+        return [{"role": a["role"], "sha256": a["sha256"]} for a in version.assets]
+
+
+class ReferenceImageSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=["character", "product"])
+    image = serializers.CharField(help_text="PNG/JPEG/WebP as a base64 data URL.")
 
 
 class TemplateSerializer(serializers.Serializer):
@@ -90,6 +111,35 @@ class TemplateWriteSerializer(StrictSerializer):
         required=False,
         max_length=1,
         help_text="Also deliver the other orientation: ['portrait'] (9:16) or ['landscape'].",
+    )
+    character = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="The character, injected identically into every shot prompt: "
+        "'{name}, a {age_group} {pronoun} with short black hair, wearing a {outfit_colour} "
+        "school uniform'.",
+    )
+    product = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="The product (try-on templates): 'a camel wool double-breasted coat'.",
+    )
+    style = serializers.JSONField(
+        required=False,
+        help_text='A style preset {"preset": "cinematic"} or inline '
+        '{"camera", "lighting", "look", "negative"}.',
+    )
+    reference_images = ReferenceImageSerializer(
+        many=True,
+        required=False,
+        help_text="A character sheet or product photos (replaces the version's images).",
+    )
+    requires_consent = serializers.BooleanField(
+        required=False,
+        help_text="Jobs need a consent record. Always on when the template has a name or "
+        "photo variable or a character image.",
     )
 
 
@@ -129,6 +179,12 @@ class JobSerializer(serializers.Serializer):
     title = serializers.CharField()
     shots = serializers.JSONField()
     end_user = serializers.CharField()
+    tags = serializers.JSONField()
+    style = serializers.JSONField()
+    consent = serializers.UUIDField(source="consent_id", allow_null=True)
+    batch = serializers.UUIDField(source="batch_id", allow_null=True)
+    batch_row = serializers.IntegerField(allow_null=True)
+    variant_label = serializers.CharField()
     error = serializers.SerializerMethodField()
     cancel_requested = serializers.SerializerMethodField()
     device_ms = serializers.IntegerField()
@@ -171,6 +227,26 @@ class JobCreateSerializer(StrictSerializer):
     duration_s = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
     end_user = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    consent = serializers.JSONField(
+        required=False,
+        help_text="For a template that names or shows a real person: a consent record id, or "
+        '{"consented_by": "...", "subject_name"?: "..."} for the person\'s own consent '
+        "given now. Without it, the consent recorded for `end_user` is used.",
+    )
+
+    def validate_consent(self, value):
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, dict) and set(value) <= {"consented_by", "subject_name", "scope_note"}:
+            return value
+        raise serializers.ValidationError(
+            "A consent id, or an object with consented_by (and subject_name, scope_note)."
+        )
+
+
+class TemplatePreviewRequestSerializer(StrictSerializer):
+    values = serializers.JSONField(required=False, default=dict)
+    duration_s = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
 
 
 class DeletionReceiptSerializer(serializers.Serializer):
@@ -201,6 +277,19 @@ DownloadSerializer = inline_serializer(
 # --- views ------------------------------------------------------------------------------------
 
 
+def template_for(tenant, ref: str) -> Template:
+    """The tenant's template by id or slug; a 400 naming the field when there is none."""
+    templates = Template.objects.for_tenant(tenant)
+    try:
+        serializers.UUIDField().to_internal_value(ref)
+        template = templates.filter(pk=ref).first()
+    except ValidationError:
+        template = templates.filter(slug=ref).first()
+    if template is None:
+        raise ValidationError({"template": "No such template."})
+    return template
+
+
 class TemplateViewSet(TenantScopedViewSet):
     """Templates: `GET/POST /api/v1/templates/`, `GET/PATCH/DELETE /api/v1/templates/{id}/`.
 
@@ -211,7 +300,7 @@ class TemplateViewSet(TenantScopedViewSet):
     model = Template
     serializer_class = TemplateSerializer
     pagination_class = CreatedCursorPagination
-    min_roles = {**TenantScopedViewSet.min_roles, "versions": Role.VIEWER}
+    min_roles = {**TenantScopedViewSet.min_roles, "versions": Role.VIEWER, "preview": Role.VIEWER}
 
     def scope_queryset(self, queryset):
         if self.action == "list" and self.request.query_params.get("archived") != "true":
@@ -259,6 +348,37 @@ class TemplateViewSet(TenantScopedViewSet):
         services.template_archive(template=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        request=TemplatePreviewRequestSerializer,
+        responses={
+            200: inline_serializer(
+                "TemplatePreview",
+                {
+                    "title": serializers.CharField(),
+                    "shots": serializers.JSONField(),
+                    "tags": serializers.DictField(
+                        child=serializers.ListField(child=serializers.CharField())
+                    ),
+                    "requires_consent": serializers.BooleanField(),
+                },
+            )
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        """The compiled shots (prompts, durations, frame counts) and tags, without running
+        anything or spending GPU time; variables without a value show as placeholders."""
+        template = self.get_object()
+        body = TemplatePreviewRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(
+            services.template_preview(
+                template=template,
+                values=body.validated_data.get("values") or {},
+                duration_s=body.validated_data.get("duration_s"),
+            )
+        )
+
     @extend_schema(responses={200: TemplateVersionSerializer(many=True)})
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
@@ -281,15 +401,22 @@ def _parse_filters(params) -> selectors.JobFilters:
             if parsed is None or parsed.tzinfo is None:
                 errors[name] = "Use an ISO 8601 date-time with a time zone."
             dates[name] = parsed
-    template = params.get("template") or None
-    if template:
-        try:
-            serializers.UUIDField().to_internal_value(template)
-        except ValidationError:
-            errors["template"] = "Must be a template id."
+    ids = {}
+    for name in ("template", "batch"):
+        ids[name] = params.get(name) or None
+        if ids[name]:
+            try:
+                serializers.UUIDField().to_internal_value(ids[name])
+            except ValidationError:
+                errors[name] = f"Must be a {name} id."
+    tags = [t for t in params.getlist("tag") if t][:5]
+    if any(len(t) > 80 for t in tags):
+        errors["tag"] = "At most 80 characters."
     if errors:
         raise ValidationError(errors)
-    return selectors.JobFilters(state=state, template_id=template, **dates)
+    return selectors.JobFilters(
+        state=state, template_id=ids["template"], batch_id=ids["batch"], tags=tuple(tags), **dates
+    )
 
 
 class JobViewSet(TenantScopedViewSet):
@@ -319,6 +446,14 @@ class JobViewSet(TenantScopedViewSet):
         parameters=[
             OpenApiParameter("state", str, enum=JobState.values),
             OpenApiParameter("template", str, description="Template id"),
+            OpenApiParameter("batch", str, description="Batch id (a roster or A/B variants)"),
+            OpenApiParameter(
+                "tag",
+                str,
+                many=True,
+                description="A search tag from the compiler, as `value` or `category:value` "
+                "(subject, action, environment, style, character); repeat to require several.",
+            ),
             OpenApiParameter("created_after", str, description="ISO 8601 date-time"),
             OpenApiParameter("created_before", str, description="ISO 8601 date-time"),
             OpenApiParameter("limit", int),
@@ -369,6 +504,7 @@ class JobViewSet(TenantScopedViewSet):
                 duration_s=data.get("duration_s"),
                 seed=data.get("seed"),
                 end_user=data.get("end_user", ""),
+                consent=data.get("consent"),
                 # a shopper waiting in a storefront goes ahead of back-office work
                 priority=Priority.INTERACTIVE if context.is_publishable else Priority.STANDARD,
             ),
@@ -382,14 +518,7 @@ class JobViewSet(TenantScopedViewSet):
 
     def _template_for(self, ref: str) -> Template:
         context = self.tenant_context
-        templates = Template.objects.for_tenant(context.tenant)
-        try:
-            serializers.UUIDField().to_internal_value(ref)
-            template = templates.filter(pk=ref).first()
-        except ValidationError:
-            template = templates.filter(slug=ref).first()
-        if template is None:
-            raise ValidationError({"template": "No such template."})
+        template = template_for(context.tenant, ref)
         if context.is_publishable:
             key = context.api_key
             if str(template.id) not in key.allowed_template_ids:

@@ -1,23 +1,57 @@
-"""Template version + cleaned values -> a prompt plan (title and shots).
+"""Template version + cleaned values -> a prompt plan (title, shots and search tags).
 
-A plain placeholder compiler: paragraphs of the prompt (separated by blank lines) are shots,
-the duration is shared between them, and a shot longer than the model takes in one pass is cut
-into several. Frame counts are computed here, explicitly, so the plan shows exactly what the
-model will be asked for.
+The order is what keeps values as data: the *template's* script is split into shots first
+(``split_script``: markers, else paragraphs, else sentences), and only then is each shot's
+``{placeholder}`` filled, in a single pass. A value therefore cannot add a shot, a marker or a
+placeholder, whatever it contains.
+
+Each shot's prompt is the standard layout (``compose_prompt``): the character description,
+identical in every shot, then the shot text, the product and the style preset's camera,
+lighting and look. ``scene_text`` is the filled shot text alone, for subtitles. Frame counts are
+computed here, explicitly, so the plan shows exactly what the model will be asked for.
+
+Consistency across shots: every shot's seed is derived from the one job seed (``shot_seed``),
+so the same job always renders the same shots and a retried shot reproduces its frames; the
+shared character text is what keeps the person the same from shot to shot.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import re
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from generation.prompting import (
+    BUILTIN_PRESETS,
+    PresetError,
+    ScriptError,
+    StylePreset,
+    compose_negative,
+    compose_prompt,
+    extract_tags,
+    normalise_text,
+    preset_from_dict,
+    split_script,
+)
 from generation.registry import ModelSpec
 from generation.variables import fill
 
-_PARAGRAPH_SPLIT = re.compile(r"\n\s*\n")
+__all__ = ["CompiledShot", "Plan", "PlanError", "compile_plan", "shot_seed"]
+
+
+class PlanError(ScriptError):
+    """The template cannot be compiled as asked; ``errors`` maps field -> reason (a 400).
+
+    Raised for a script whose written shot durations do not fit the video (field ``prompt``)
+    and for an unknown or invalid style preset (``style`` / ``style.<key>``). It is a
+    ``ScriptError`` and so a ``ValueError``: ``except ScriptError`` catches it too, and its
+    message is the reasons alone, without field names.
+    """
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -36,8 +70,11 @@ class CompiledShot:
 
 @dataclass(frozen=True)
 class Plan:
+    """A job's compiled script. ``tags``: subject/action/environment/style, plus character."""
+
     title: str
     shots: tuple[CompiledShot, ...]
+    tags: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def frames_per_shot(self) -> list[int]:
@@ -60,27 +97,67 @@ def compile_plan(
     fps: int,
     duration_s: float,
     seed: int,
+    character: str = "",
+    product: str = "",
+    style: StylePreset | Mapping[str, Any] | str | None = None,
+    names: Iterable[str] = (),
 ) -> Plan:
-    paragraphs = [p.strip() for p in _PARAGRAPH_SPLIT.split(fill(prompt, values)) if p.strip()]
-    if not paragraphs:
-        paragraphs = [fill(prompt, values).strip()]
-    negative = fill(negative_prompt, values).strip()
-    per_paragraph = duration_s / len(paragraphs)
-    max_shot_s = spec.max_frames_per_shot / fps
-    pieces: list[tuple[str, float]] = []
-    for text in paragraphs:
-        cuts = max(1, math.ceil(per_paragraph / max_shot_s - 1e-9))
-        pieces.extend((text, per_paragraph / cuts) for _ in range(cuts))
-    shots = tuple(
-        CompiledShot(
-            index=i,
-            prompt=text,
-            negative_prompt=negative,
-            duration_s=round(seconds, 3),
-            num_frames=spec.frames_for(seconds, fps),
-            seed=shot_seed(seed, i),
-            scene_text=text,
+    """The plan for one job; raises ``PlanError`` (a ValueError) for a script that cannot fit.
+
+    ``character`` and ``product`` may hold placeholders; they are filled like the script.
+    ``style`` is a preset, a tenant preset dict (see ``preset_from_dict``), the name of a
+    built-in preset, or None for no camera/lighting/look. ``names`` are the job's cleaned
+    ``name`` values (``variables.name_values``), listed in the tags under ``character``.
+    Shot durations add up exactly to ``duration_s`` (to the millisecond).
+    """
+    preset = _preset(style)
+    try:
+        script_shots = split_script(
+            prompt, duration_s=duration_s, max_shot_s=spec.max_frames_per_shot / fps
         )
-        for i, (text, seconds) in enumerate(pieces)
-    )
-    return Plan(title=fill(title, values).strip(), shots=shots)
+    except ScriptError as exc:
+        raise PlanError({"prompt": str(exc)}) from exc
+    character_text = normalise_text(fill(character, values))
+    product_text = normalise_text(fill(product, values))
+    negative = compose_negative(fill(negative_prompt, values), preset.negative if preset else "")
+    shots: list[CompiledShot] = []
+    for index, script_shot in enumerate(script_shots):
+        scene_text = normalise_text(fill(script_shot.text, values))
+        shots.append(
+            CompiledShot(
+                index=index,
+                prompt=compose_prompt(
+                    shot_text=scene_text,
+                    character=character_text,
+                    product=product_text,
+                    preset=preset,
+                ),
+                negative_prompt=negative,
+                duration_s=script_shot.duration_s,
+                num_frames=spec.frames_for(script_shot.duration_s, fps),
+                seed=shot_seed(seed, index),
+                scene_text=scene_text,
+            )
+        )
+    title_text = normalise_text(fill(title, values))
+    tagged = [title_text, character_text, product_text, *dict.fromkeys(s.scene_text for s in shots)]
+    if preset is not None:
+        tagged.append(preset.look)
+    tags = extract_tags(tagged)
+    tags["character"] = sorted({name for name in names if name})
+    return Plan(title=title_text, shots=tuple(shots), tags=tags)
+
+
+def _preset(style: StylePreset | Mapping[str, Any] | str | None) -> StylePreset | None:
+    if style is None or isinstance(style, StylePreset):
+        return style
+    if isinstance(style, str):
+        if style not in BUILTIN_PRESETS:
+            raise PlanError(
+                {"style": f"Unknown style. Available: {', '.join(sorted(BUILTIN_PRESETS))}."}
+            )
+        return BUILTIN_PRESETS[style]
+    try:
+        return preset_from_dict(style)
+    except PresetError as exc:
+        raise PlanError({f"style.{key}": reason for key, reason in exc.errors.items()}) from exc

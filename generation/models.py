@@ -55,6 +55,18 @@ class TemplateVersion(TenantOwnedModel):
     duration_s = models.FloatField()
     # Further canvases the same shots are finished for ("landscape" 16:9, "portrait" 9:16).
     extra_outputs = models.JSONField(default=list, blank=True)
+    # The character (or product) description injected identically into every shot prompt, so
+    # the same person looks the same in every shot; may hold {placeholders}.
+    character = models.TextField(blank=True)
+    product = models.TextField(blank=True)
+    # A style preset: {"preset": "<builtin or tenant preset name>"} or inline
+    # {"camera", "lighting", "look", "negative"}.
+    style = models.JSONField(default=dict, blank=True)
+    # Reference images stored with the version: [{"role": "character"|"product", "key", "sha256"}]
+    assets = models.JSONField(default=list, blank=True)
+    # Names or shows a real person: every job needs a valid consent record. Set automatically
+    # when the template has a name or image variable or a character reference image.
+    requires_consent = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -115,6 +127,122 @@ CANCELABLE_STATES = frozenset(
 )
 
 
+class StylePreset(TenantOwnedModel):
+    """A tenant's named look (camera, lighting, look, negative prompt) templates refer to."""
+
+    name = models.SlugField(max_length=64)
+    camera = models.CharField(max_length=300, blank=True)
+    lighting = models.CharField(max_length=300, blank=True)
+    look = models.CharField(max_length=300, blank=True)
+    negative = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="stylepreset_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConsentRecord(TenantOwnedModel):
+    """Consent to make videos of one real person. A job that names or shows a person runs only
+    under a consent that is granted, unexpired, unrevoked and in scope; a minor's consent must
+    come from a parent or guardian. Revoking it stops new jobs and expires that person's videos.
+    """
+
+    class Relationship(models.TextChoices):
+        SELF = "self", "The person themself"
+        PARENT = "parent", "Parent"
+        GUARDIAN = "guardian", "Legal guardian"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subject_name = models.CharField(max_length=64)  # the person shown, as named in videos
+    subject_ref = models.CharField(max_length=128, blank=True)  # the tenant's id for them
+    subject_is_minor = models.BooleanField(default=False)
+    consented_by = models.CharField(max_length=200)
+    relationship = models.CharField(max_length=16, choices=Relationship.choices)
+    # Template ids the consent covers; empty: every template of the tenant.
+    scope_templates = models.JSONField(default=list, blank=True)
+    scope_note = models.CharField(max_length=500, blank=True)
+    granted_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    evidence_key = models.CharField(max_length=300, blank=True)
+    evidence_sha256 = models.CharField(max_length=64, blank=True)
+    evidence_type = models.CharField(max_length=64, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=300, blank=True)
+    videos_expired_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "subject_ref"], name="consent_tenant_ref"),
+            models.Index(fields=["tenant", "-created_at"], name="consent_tenant_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"consent for {self.subject_name}"
+
+
+class Batch(TenantOwnedModel):
+    """A group of jobs made from one request: a roster (one job per valid row) or A/B variants
+    (one job per variant, same values and seed). Rows become jobs in chunks; each row's job has
+    an idempotency key, so a chunk that runs twice creates nothing twice.
+    """
+
+    class Kind(models.TextChoices):
+        ROSTER = "roster", "Roster"
+        VARIANTS = "variants", "A/B variants"
+
+    class State(models.TextChoices):
+        CREATING = "creating", "Creating jobs"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="batches")
+    template_version = models.ForeignKey(
+        TemplateVersion, on_delete=models.PROTECT, related_name="batches"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CREATING)
+    source_key = models.CharField(max_length=300, blank=True)
+    source_name = models.CharField(max_length=255, blank=True)
+    source_format = models.CharField(max_length=8, blank=True)
+    source_encoding = models.CharField(max_length=32, blank=True)
+    columns = models.JSONField(default=dict, blank=True)  # column header -> variable name
+    options = models.JSONField(default=dict, blank=True)  # request options applied to each row
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)  # chunk cursor: rows looked at
+    accepted_rows = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)  # [{"row", "reasons": {field: msg}}]
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="batch_tenant_created"),
+            models.Index(fields=["state", "updated_at"], name="batch_state_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.id} ({self.kind}, {self.state})"
+
+
 class Job(TenantOwnedModel):
     """An immutable request (template version + values + geometry + seed) and its state.
 
@@ -137,6 +265,17 @@ class Job(TenantOwnedModel):
     title = models.CharField(max_length=300, blank=True)
     shots = models.JSONField(default=list)
     end_user = models.CharField(max_length=128, blank=True)
+    tags = models.JSONField(default=dict, blank=True)  # category -> [tag], from the compiler
+    style = models.JSONField(default=dict, blank=True)  # the resolved style preset used
+    consent = models.ForeignKey(
+        ConsentRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    has_photo = models.BooleanField(default=False)  # an end user's photo is among the inputs
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    batch_row = models.PositiveIntegerField(null=True, blank=True)  # roster row or variant no.
+    variant_label = models.CharField(max_length=64, blank=True)
 
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.STANDARD)
     pool = models.CharField(max_length=64, blank=True)
@@ -180,6 +319,11 @@ class Job(TenantOwnedModel):
             models.Index(fields=["tenant", "state"], name="job_tenant_state"),
             models.Index(fields=["state", "created_at"], name="job_state_created"),
             models.Index(fields=["state", "pool", "dispatched_at"], name="job_dispatch"),
+            models.Index(fields=["batch", "state"], name="job_batch_state"),
+        ]
+        constraints = [
+            # A roster row (or variant) makes at most one job, however often its chunk runs.
+            models.UniqueConstraint(fields=["batch", "batch_row"], name="job_unique_batch_row"),
         ]
 
     def __str__(self) -> str:
@@ -207,6 +351,25 @@ class JobTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state or '-'} -> {self.to_state}"
+
+
+class JobTag(TenantOwnedModel):
+    """One search tag of a job (the asset library): category and value, from the compiler."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tag_rows")
+    category = models.CharField(max_length=16)
+    value = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "category", "value"], name="jobtag_unique_per_job"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "value"], name="jobtag_tenant_value")]
+
+    def __str__(self) -> str:
+        return f"{self.category}:{self.value}"
 
 
 class IdempotencyKey(TenantOwnedModel):
@@ -261,6 +424,9 @@ class DeletionReceipt(TenantOwnedModel):
     class Reason(models.TextChoices):
         TENANT_REQUEST = "tenant_request", "Deleted on request"
         RETENTION = "retention", "Retention period ended"
+        PHOTO_RETENTION = "photo_retention", "An end user's photo reached its retention"
+        CONSENT_REVOKED = "consent_revoked", "Consent was revoked"
+        CONSENT_EXPIRED = "consent_expired", "Consent expired"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     job_id = models.UUIDField(db_index=True)  # kept even if the job row is purged later

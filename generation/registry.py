@@ -25,7 +25,9 @@ class ModelSpec:
     # The class for image-to-video where it differs from ``pipeline``: TI2V-5B's one directory
     # loads as WanPipeline (text) and as WanImageToVideoPipeline (image).
     i2v_pipeline: str = ""
-    modes: tuple[str, ...] = ("t2v",)  # t2v: text to video, i2v: image to video
+    # t2v: text to video; i2v: image to video (the image is the first frame); r2v: reference
+    # images to video (VACE: the images condition the whole clip, none of them is a frame).
+    modes: tuple[str, ...] = ("t2v",)
     weights: str = ""  # local directory holding the diffusers-format weights
     hub_id: str = ""  # used only when the operator allows hub downloads
     default_width: int = 854
@@ -90,7 +92,7 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
         name="preview",
         backend="preview",
         title="Storyboard preview (CPU)",
-        modes=("t2v", "i2v"),
+        modes=("t2v", "i2v", "r2v"),
         default_width=854,
         default_height=480,
         default_fps=24,
@@ -169,6 +171,78 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
         guidance_scale_2=3.5,
         boundary_ratio=0.9,
         flow_shift=5.0,
+        min_gpu_memory_gb=80,
+        hardware_classes=("h100", "h200", "a100-80gb"),
+    ),
+    # Reference-to-video (VACE). Both run as diffusers' WanVACEPipeline; both also run from the
+    # prompt alone (no reference: an empty control video under an all-white mask), so they list
+    # "t2v" too, and the backend serves both modes from one loaded pipeline. "r2v" comes first:
+    # it is what they are for, and what warm_up() loads by default.
+    #
+    # Wan2.2-VACE-Fun-A14B (alibaba-pai): VACE trained on Wan2.2-T2V-A14B, two experts. diffusers
+    # supports that form since huggingface/diffusers#12324 ("Add Wan2.2 VACE - Fun", 0.36):
+    # WanVACEPipeline takes transformer_2 and boundary_ratio, and
+    # scripts/convert_wan_to_diffusers.py --model_type Wan2.2-VACE-Fun-14B converts the
+    # original high_noise_model/low_noise_model folders with boundary_ratio 0.875. Neither
+    # Wan-AI nor alibaba-pai publishes a diffusers-format repository; the only conversion on
+    # the hub is a personal one (linoyts/Wan2.2-VACE-Fun-14B-diffusers), so no hub_id is set:
+    # convert the official weights into REELCAST_MODEL_DIR/wan2.2-vace-fun-a14b, or name a
+    # repository you trust in REELCAST_MODELS. Sampler from the publisher's reference script
+    # (github.com/aigc-apps/VideoX-Fun, examples/wan2.2_vace_fun/predict_s2v.py, "subject to
+    # video", with config/wan2.2/wan_civitai_t2v.yaml): 50 steps, one guidance scale 5.0 for
+    # both experts, boundary 0.875, shift 12.0 with the UniPC sampler (the T2V-A14B value;
+    # the converted repository carries 3.0), 81 frames at 16 fps, 832x480; trained at 512,
+    # 768 and 1024 px buckets.
+    #
+    # Wan2.1-VACE-14B (Wan-AI, one expert; the diffusers docs list Wan-AI/Wan2.1-VACE-14B-diffusers):
+    # official generate.py (github.com/Wan-Video/Wan2.1) gives VACE 50 steps, guide scale 5.0,
+    # sample_shift 16 ("flf2v" or "vace"), 81 frames, fps 16 (wan/configs/shared_config.py),
+    # sizes 1280*720, 720*1280, 832*480, 480*832 (wan/configs/__init__.py). The converted repo's
+    # scheduler carries flow shift 3.0, so the loader overrides it as for the A14B models.
+    # Reference images are scaled to fit and padded on white, as wan/vace.py prepare_source does.
+    "wan2.2-vace-fun-a14b": ModelSpec(
+        name="wan2.2-vace-fun-a14b",
+        backend="wan",
+        title="Wan2.2 VACE-Fun A14B (two experts, reference images to video)",
+        pipeline="WanVACEPipeline",
+        modes=("r2v", "t2v"),
+        hub_id="",
+        default_width=832,
+        default_height=480,
+        default_fps=16,
+        size_multiple=16,
+        max_width=1280,
+        max_height=1280,
+        max_frames_per_shot=81,
+        frames_rule="4k+1",
+        max_duration_s=30.0,
+        steps=50,
+        guidance_scale=5.0,
+        guidance_scale_2=5.0,
+        boundary_ratio=0.875,
+        flow_shift=12.0,
+        min_gpu_memory_gb=80,
+        hardware_classes=("h100", "h200", "a100-80gb"),
+    ),
+    "wan2.1-vace-14b": ModelSpec(
+        name="wan2.1-vace-14b",
+        backend="wan",
+        title="Wan2.1 VACE 14B (reference images to video)",
+        pipeline="WanVACEPipeline",
+        modes=("r2v", "t2v"),
+        hub_id="Wan-AI/Wan2.1-VACE-14B-diffusers",
+        default_width=1280,
+        default_height=720,
+        default_fps=16,
+        size_multiple=16,
+        max_width=1280,
+        max_height=1280,
+        max_frames_per_shot=81,
+        frames_rule="4k+1",
+        max_duration_s=30.0,
+        steps=50,
+        guidance_scale=5.0,
+        flow_shift=16.0,
         min_gpu_memory_gb=80,
         hardware_classes=("h100", "h200", "a100-80gb"),
     ),

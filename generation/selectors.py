@@ -7,8 +7,10 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from generation.models import Job, Template, TemplateVersion
+from generation.models import Job, JobTag, Template, TemplateVersion
 from tenants.models import Tenant
+
+TAG_CATEGORIES = ("subject", "action", "environment", "style", "character")
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,8 @@ class JobFilters:
     template_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    batch_id: str | None = None
+    tags: tuple[str, ...] = ()  # "value" or "category:value"; every one must match
 
 
 def job_list(*, tenant: Tenant, filters: JobFilters | None = None) -> QuerySet[Job]:
@@ -30,6 +34,16 @@ def job_list(*, tenant: Tenant, filters: JobFilters | None = None) -> QuerySet[J
         jobs = jobs.filter(created_at__gte=filters.created_after)
     if filters.created_before:
         jobs = jobs.filter(created_at__lt=filters.created_before)
+    if filters.batch_id:
+        jobs = jobs.filter(batch_id=filters.batch_id)
+    for tag in filters.tags:
+        category, sep, value = tag.partition(":")
+        rows = JobTag.objects.for_tenant(tenant)
+        if sep and category in TAG_CATEGORIES:
+            rows = rows.filter(category=category, value=value.strip().lower())
+        else:
+            rows = rows.filter(value=tag.strip().lower())
+        jobs = jobs.filter(pk__in=rows.values("job_id"))
     return jobs
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,19 +22,32 @@ from billing.services import quota_check
 from config.problems import ConflictProblem, Problem
 from generation import registry
 from generation.compiler import Plan, compile_plan
+from generation.consents import consent_for_job
 from generation.models import (
     CANCELABLE_STATES,
+    TERMINAL_STATES,
+    Batch,
     BrandKit,
     DeletionReceipt,
     IdempotencyKey,
     Job,
     JobState,
+    JobTag,
     JobTransition,
     Priority,
+    StylePreset,
     Template,
     TemplateVersion,
 )
-from generation.storage import job_key, put_bytes
+from generation.prompting import (
+    BUILTIN_PRESETS,
+    PresetError,
+    ScriptError,
+    preset_from_dict,
+    split_script,
+)
+from generation.prompting import StylePreset as StylePresetSpec
+from generation.storage import job_key, put_bytes, tenant_key
 from generation.variables import clean_values, definition_errors, placeholder_errors
 from moderation.services import (
     ContentBlocked,
@@ -60,7 +73,13 @@ CONTENT_FIELDS = (
     "fps",
     "duration_s",
     "extra_outputs",
+    "character",
+    "product",
+    "style",
+    "assets",
+    "requires_consent",
 )
+ASSET_ROLES = ("character", "product")
 
 
 class IllegalTransition(Exception):
@@ -73,7 +92,9 @@ class IllegalTransition(Exception):
 # --- templates --------------------------------------------------------------------------------
 
 
-def template_content_errors(content: dict[str, Any]) -> dict[str, str]:
+def template_content_errors(
+    content: dict[str, Any], *, tenant: Tenant | None = None
+) -> dict[str, str]:
     """Everything wrong with a template version's content, keyed by field."""
     errors: dict[str, str] = {}
     variables = content.get("variables", [])
@@ -84,8 +105,18 @@ def template_content_errors(content: dict[str, Any]) -> dict[str, str]:
     elif len(prompt) > 8000:
         errors["prompt"] = "At most 8000 characters."
     if isinstance(variables, list) and not errors:
-        for name in ("prompt", "negative_prompt", "title"):
+        for name in ("prompt", "negative_prompt", "title", "character", "product"):
             errors.update(placeholder_errors(content.get(name) or "", variables, name))
+    if isinstance(prompt, str) and prompt.strip() and not errors:
+        try:  # markers, explicit durations: a script that cannot be split is refused now
+            split_script(
+                prompt, duration_s=float(content.get("duration_s") or 5.0), max_shot_s=3600.0
+            )
+        except ScriptError as exc:
+            errors["prompt"] = str(exc)
+    if tenant is not None:
+        _, style_errors = resolve_style(tenant=tenant, style=content.get("style") or {})
+        errors.update(style_errors)
     try:
         spec = registry.get_model(content["model"])
     except KeyError:
@@ -131,7 +162,104 @@ def _with_defaults(content: dict[str, Any]) -> dict[str, Any]:
         "fps": content.get("fps") or spec.default_fps,
         "duration_s": content.get("duration_s") or 5.0,
         "extra_outputs": content.get("extra_outputs") or [],
+        "character": content.get("character", "") or "",
+        "product": content.get("product", "") or "",
+        "style": content.get("style") or {},
+        "assets": content.get("assets") or [],
+        "requires_consent": bool(content.get("requires_consent", False)),
     }
+
+
+def shows_real_person(content: dict[str, Any]) -> bool:
+    """A template naming a person (a ``name`` variable) or showing one (a photo variable or a
+    character reference image) needs consent for every job. Fails closed: an explicit
+    ``requires_consent`` can add the requirement, never remove what the content implies."""
+    variables = content.get("variables") or []
+    if any(isinstance(v, dict) and v.get("type") in ("name", "image") for v in variables):
+        return True
+    return any(a.get("role") == "character" for a in content.get("assets") or [])
+
+
+def resolve_style(*, tenant: Tenant, style: Any) -> tuple[StylePresetSpec | None, dict[str, str]]:
+    """A template's or variant's style: ``{"preset": name}`` (built in, or the tenant's own)
+    or an inline ``{"camera", "lighting", "look", "negative"}``. Returns (preset, errors)."""
+    if not style:
+        return None, {}
+    if not isinstance(style, dict):
+        return None, {"style": "An object: {\"preset\": name} or camera/lighting/look/negative."}
+    if "preset" in style:
+        name = style["preset"]
+        if set(style) != {"preset"}:
+            return None, {"style": "Give either a preset name or inline fields, not both."}
+        own = StylePreset.objects.for_tenant(tenant).filter(name=name).first()
+        if own is not None:
+            return (
+                StylePresetSpec(
+                    name=own.name,
+                    camera=own.camera,
+                    lighting=own.lighting,
+                    look=own.look,
+                    negative=own.negative,
+                ),
+                {},
+            )
+        if isinstance(name, str) and name in BUILTIN_PRESETS:
+            return BUILTIN_PRESETS[name], {}
+        known = sorted(BUILTIN_PRESETS) + sorted(
+            StylePreset.objects.for_tenant(tenant).values_list("name", flat=True)
+        )
+        return None, {"style.preset": f"Unknown style preset. Available: {', '.join(known)}."}
+    try:
+        return preset_from_dict(style), {}
+    except PresetError as exc:
+        return None, {f"style.{field}": reason for field, reason in exc.errors.items()}
+
+
+def _store_reference_images(
+    *, tenant: Tenant, content: dict[str, Any]
+) -> tuple[list[str], dict[str, str]]:
+    """Turn ``reference_images`` ([{"role", "image": data URL}]) into stored ``assets``.
+
+    Each image is verified by Pillow, capped in bytes and pixels, turned upright and stripped
+    of metadata before it is kept. Returns the stored keys (to remove on failure) and errors.
+    """
+    from generation.variables import ImageRejected, decode_data_url, normalise_image
+
+    raw = content.pop("reference_images", None)
+    if raw is None:
+        return [], {}
+    errors: dict[str, str] = {}
+    if not isinstance(raw, list) or len(raw) > 4:
+        return [], {"reference_images": "A list of at most 4 {role, image} objects."}
+    prepared = []
+    for i, item in enumerate(raw):
+        path = f"reference_images.{i}"
+        if not isinstance(item, dict) or item.get("role") not in ASSET_ROLES:
+            errors[path] = f"Each needs a role ({', '.join(ASSET_ROLES)}) and an image."
+            continue
+        try:
+            png = normalise_image(decode_data_url(item.get("image") or ""))
+        except ImageRejected as exc:
+            errors[f"{path}.image"] = str(exc)
+            continue
+        prepared.append((item["role"], png))
+    if sum(role == "product" for role, _ in prepared) > 3:
+        errors["reference_images"] = "At most 3 product images (a try-on shows them together)."
+    if errors:
+        return [], errors
+    verdict = moderation_judge_images(
+        tenant=tenant, images={f"reference_images.{i}": png for i, (_, png) in enumerate(prepared)}
+    )
+    if verdict.blocked:
+        raise ContentBlocked(verdict)
+    assets, keys = [], []
+    for role, png in prepared:
+        digest = hashlib.sha256(png).hexdigest()
+        key = put_bytes(tenant_key(tenant.id, "templates", "assets", f"{digest[:32]}.png"), png)
+        keys.append(key)
+        assets.append({"role": role, "key": key, "sha256": digest})
+    content["assets"] = assets
+    return keys, {}
 
 
 def template_create(
@@ -144,8 +272,11 @@ def template_create(
     actor: AbstractBaseUser | None = None,
 ) -> Template:
     """A template with its first version. Invalid content creates nothing."""
+    content = dict(content)
+    _, image_errors = _store_reference_images(tenant=tenant, content=content)
     full = _with_defaults(content)
-    errors = template_content_errors(full)
+    full["requires_consent"] = full["requires_consent"] or shows_real_person(full)
+    errors = {**image_errors, **template_content_errors(full, tenant=tenant)}
     slug = slug or slugify(name)[:80] or "template"
     if Template.objects.for_tenant(tenant).filter(slug=slug).exists():
         errors["slug"] = f"This tenant already has a template '{slug}'."
@@ -167,13 +298,20 @@ def template_update(
     actor: AbstractBaseUser | None = None,
 ) -> Template:
     """Rename, and/or publish a new version when the content changes (versions never change)."""
+    content = dict(content or {})
+    _, image_errors = _store_reference_images(tenant=template.tenant, content=content)
+    if image_errors:
+        raise ValidationError(image_errors)
     with transaction.atomic():
         template = Template.objects.select_for_update().get(pk=template.pk)
         latest = template.versions.order_by("-number").first()
         if content:
             current = {f: getattr(latest, f) for f in CONTENT_FIELDS}
             merged = {**current, **{k: v for k, v in content.items() if k in CONTENT_FIELDS}}
-            errors = template_content_errors(merged)
+            merged["requires_consent"] = bool(merged["requires_consent"]) or shows_real_person(
+                merged
+            )
+            errors = template_content_errors(merged, tenant=template.tenant)
             if errors:
                 raise ValidationError(errors)
             if merged != current:
@@ -188,6 +326,80 @@ def template_update(
             template.name = name
         template.save()
     return template
+
+
+def style_preset_save(*, tenant: Tenant, fields: dict[str, Any], create: bool) -> StylePreset:
+    """Create or replace a tenant's style preset. Its texts are normalised like any prompt
+    text; a built-in preset's name is taken (a tenant preset of that name would shadow it)."""
+    name = fields.pop("name")
+    errors: dict[str, str] = {}
+    if create and name in BUILTIN_PRESETS:
+        errors["name"] = f"'{name}' is a built-in preset; choose another name."
+    try:
+        spec = preset_from_dict({k: v for k, v in fields.items() if v}, name=name)
+    except PresetError as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise ValidationError(errors)
+    values = {k: getattr(spec, k) for k in ("camera", "lighting", "look", "negative")}
+    if create:
+        if StylePreset.objects.for_tenant(tenant).filter(name=name).exists():
+            raise ValidationError({"name": f"This tenant already has a preset '{name}'."})
+        return StylePreset.objects.create(tenant=tenant, name=name, **values)
+    preset = StylePreset.objects.for_tenant(tenant).get(name=name)
+    for key, value in values.items():
+        setattr(preset, key, value)
+    preset.save()
+    return preset
+
+
+def template_preview(
+    *, template: Template, values: dict[str, Any] | None, duration_s: float | None = None
+) -> dict[str, Any]:
+    """The compiled shots of the template's latest version, without running anything.
+
+    Values are checked like a job's; a variable with no value is shown as its placeholder,
+    so a template can be previewed before anyone's name is known.
+    """
+    version = template.versions.order_by("-number").first()
+    supplied = values or {}
+    sample: dict[str, Any] = {}
+    for var in version.variables:
+        if var["name"] not in supplied and var["type"] != "image":
+            sample[var["name"]] = var.get("default", "{" + var["name"] + "}")
+    cleaned, errors = clean_values(
+        [{**v, "required": False} for v in version.variables], supplied
+    )
+    if errors:
+        raise ValidationError(errors)
+    spec = registry.get_model(version.model)
+    style, style_errors = resolve_style(tenant=template.tenant, style=version.style)
+    if style_errors:
+        raise ValidationError(style_errors)
+    try:
+        plan = compile_plan(
+            prompt=version.prompt,
+            negative_prompt=version.negative_prompt,
+            title=version.title,
+            values={**sample, **cleaned.values},
+            spec=spec,
+            fps=version.fps,
+            duration_s=duration_s or version.duration_s,
+            seed=0,
+            character=version.character,
+            product=version.product,
+            style=style,
+        )
+    except ScriptError as exc:
+        raise ValidationError({"prompt": str(exc)}) from None
+    return {
+        "title": plan.title,
+        "shots": [
+            {k: v for k, v in shot.as_dict().items() if k != "seed"} for shot in plan.shots
+        ],
+        "tags": plan.tags,
+        "requires_consent": version.requires_consent,
+    }
 
 
 def template_archive(*, template: Template) -> Template:
@@ -214,6 +426,15 @@ class JobRequest:
     seed: int | None = None
     end_user: str = ""
     priority: int = Priority.STANDARD  # the plan may lower or raise STANDARD; see job_create
+    # A consent id, or {"consented_by", "subject_name"?} for the person's own consent.
+    consent: str | dict | None = None
+    # Variant overrides (A/B comparisons): a style and/or a whole script instead of the
+    # template's; both are validated exactly like the template's own.
+    style: dict | None = None
+    prompt: str | None = None
+    batch: Batch | None = None
+    batch_row: int | None = None
+    variant_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -291,20 +512,40 @@ def job_create(
     except KeyError:
         errors["model"] = f"Unknown model. Available: {', '.join(sorted(registry.all_models()))}."
         raise ValidationError(errors) from None
-    if cleaned.images and "i2v" not in spec.modes:
+    if (cleaned.images or version.assets) and not {"i2v", "r2v"} & set(spec.modes):
         errors["model"] = f"{model} cannot take a reference image."
+    script = version.prompt
+    if request.prompt is not None:
+        script = request.prompt
+        errors.update(placeholder_errors(script, version.variables, "prompt"))
+    style, style_errors = resolve_style(
+        tenant=tenant, style=request.style if request.style is not None else version.style
+    )
+    errors.update(style_errors)
+    person_names = [
+        cleaned.values[v["name"]]
+        for v in version.variables
+        if v.get("type") == "name" and cleaned.values.get(v["name"])
+    ]
     plan: Plan | None = None
     if not errors:
-        plan = compile_plan(
-            prompt=version.prompt,
-            negative_prompt=version.negative_prompt,
-            title=version.title,
-            values=cleaned.values,
-            spec=spec,
-            fps=fps,
-            duration_s=duration_s,
-            seed=seed,
-        )
+        try:
+            plan = compile_plan(
+                prompt=script,
+                negative_prompt=version.negative_prompt,
+                title=version.title,
+                values=cleaned.values,
+                spec=spec,
+                fps=fps,
+                duration_s=duration_s,
+                seed=seed,
+                character=version.character,
+                product=version.product,
+                style=style,
+                names=person_names,
+            )
+        except ScriptError as exc:
+            raise ValidationError({"prompt": str(exc)}) from None
         errors.update(
             registry.geometry_errors(
                 spec,
@@ -318,6 +559,14 @@ def job_create(
     if errors:
         raise ValidationError(errors)
     assert plan is not None
+    consent = consent_for_job(
+        tenant=tenant,
+        template=template,
+        version=version,
+        person_names=person_names,
+        consent=request.consent,
+        end_user=request.end_user,
+    )
     # Moderation before any GPU time: every free-text value and shot prompt, and any reference
     # photo. A block is a 422 with the matched rules; a review holds the job for an operator.
     verdicts = [
@@ -354,6 +603,8 @@ def job_create(
     stored: list[str] = []
     try:
         with transaction.atomic():
+            if consent is not None and consent._state.adding:
+                consent.save()  # the person's own consent, given with this request
             job = Job.objects.create(
                 tenant=tenant,
                 template=template,
@@ -368,6 +619,13 @@ def job_create(
                 title=plan.title,
                 shots=[shot.as_dict() for shot in plan.shots],
                 end_user=request.end_user,
+                tags=plan.tags,
+                style=asdict(style) if style is not None else {},
+                consent=consent,
+                has_photo=bool(cleaned.images),
+                batch=request.batch,
+                batch_row=request.batch_row,
+                variant_label=request.variant_label,
                 priority=priority,
                 extra_outputs=list(version.extra_outputs),
                 state=initial_state,
@@ -382,6 +640,11 @@ def job_create(
                     values[name] = {"image": name, "key": key}
                 Job.objects.filter(pk=job.pk).update(values=values)
                 job.values = values
+            JobTag.objects.bulk_create(
+                JobTag(tenant=tenant, job=job, category=category, value=value.lower()[:64])
+                for category, values in plan.tags.items()
+                for value in dict.fromkeys(v.lower()[:64] for v in values)
+            )
             JobTransition.objects.create(
                 job=job,
                 from_state="",
@@ -444,6 +707,11 @@ def job_transition(*, job: Job, to_state: str, reason: str = "", **fields: Any) 
             job_id=job.pk, from_state=current, to_state=to_state, at=now, reason=reason[:300]
         )
         job_event(job=job, to_state=to_state)
+        batch_id = getattr(job, "batch_id", None)
+        if batch_id is not None and to_state in TERMINAL_STATES:
+            from generation.batches import batch_check_complete
+
+            transaction.on_commit(lambda: batch_check_complete(batch_id=batch_id))
     for name, value in updates.items():
         setattr(job, name, value)
     return job
@@ -567,17 +835,22 @@ def retention_days_for(tenant: Tenant) -> int:
 
 
 def retention_sweep(*, now: datetime | None = None) -> int:
-    """Delete the files of finished jobs older than their tenant's retention; returns how many
-    jobs were swept. Runs daily."""
+    """Delete the files of finished jobs older than their tenant's retention, and of finished
+    jobs made from an end user's photo once the photo is older than the tenant's photo
+    retention (7 days by default): the photo goes with everything derived from it. Returns how
+    many jobs were swept. Runs daily."""
     now = now or timezone.now()
     swept = 0
+    finished = [*TERMINAL_STATES, JobState.IN_REVIEW]
     for tenant in Tenant.objects.all():
+        jobs = Job.objects.for_tenant(tenant).filter(files_deleted_at__isnull=True)
         cutoff = now - timedelta(days=retention_days_for(tenant))
-        due = Job.objects.for_tenant(tenant).filter(
-            finished_at__lt=cutoff, files_deleted_at__isnull=True
-        )
-        for job in due:
+        for job in jobs.filter(finished_at__lt=cutoff):
             job_delete_files(job=job, reason=DeletionReceipt.Reason.RETENTION)
+            swept += 1
+        photo_cutoff = now - timedelta(days=tenant.photo_retention_days)
+        for job in jobs.filter(has_photo=True, created_at__lt=photo_cutoff, state__in=finished):
+            job_delete_files(job=job, reason=DeletionReceipt.Reason.PHOTO_RETENTION)
             swept += 1
     return swept
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
@@ -18,7 +20,15 @@ def put_bytes(key: str, data: bytes) -> str:
     """Write ``data`` at exactly ``key`` (replacing what a failed earlier attempt left)."""
     if default_storage.exists(key):
         default_storage.delete(key)
-    saved = default_storage.save(key, ContentFile(data))
+    try:
+        saved = default_storage.save(key, ContentFile(data))
+    except Exception:
+        # A write that failed part-way (disk full, connection reset) may leave a truncated
+        # file at the key; nothing may ever read it as the real thing.
+        with contextlib.suppress(Exception):
+            if default_storage.exists(key):
+                default_storage.delete(key)
+        raise
     if saved != key:  # a storage that renames would break tenant-scoped keys
         raise RuntimeError(f"storage saved {key!r} as {saved!r}")
     return key

@@ -14,9 +14,10 @@ import contextlib
 import logging
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -47,6 +48,7 @@ from generation.services import (
     job_transition,
 )
 from generation.storage import delete_keys, get_bytes, job_key, put_bytes
+from generation.tryon import tryon_inputs
 from moderation.models import ModerationDecision
 from moderation.provenance_service import provenance_hooks, provenance_record, seal
 from moderation.services import moderation_judge_frames
@@ -104,7 +106,11 @@ class _Progress:
         if value > self.last_value and (now - self.last_write >= self.interval or done >= total):
             elapsed = now - self.started
             eta = elapsed / done * (total - done) if done else None
-            job_set_progress(job_id=self.job_id, progress=value, eta_s=eta)
+            try:
+                job_set_progress(job_id=self.job_id, progress=value, eta_s=eta)
+            except (OperationalError, InterfaceError) as exc:
+                _drop_broken_connection(exc)  # progress is best-effort; the next write retries
+                return
             self.last_write, self.last_value = now, value
 
 
@@ -121,18 +127,59 @@ class _CancelCheck:
         now = time.monotonic()
         if not self.canceled and now >= self.next_read:
             self.next_read = now + self.interval
-            self.canceled = Job.objects.filter(
-                pk=self.job_id, cancel_requested_at__isnull=False
-            ).exists()
+            try:
+                self.canceled = Job.objects.filter(
+                    pk=self.job_id, cancel_requested_at__isnull=False
+                ).exists()
+            except (OperationalError, InterfaceError) as exc:
+                _drop_broken_connection(exc)  # read again at the next poll
         return self.canceled
 
 
+def _drop_broken_connection(exc: Exception) -> None:
+    """A database connection dropped mid-generation (failover, restart, pg_terminate_backend)
+    must not throw the device work away: forget the broken connection so that the next query
+    opens a new one. Inside a transaction there is nothing to save; the error stands."""
+    if connection.in_atomic_block:
+        raise exc
+    logger.warning("database connection lost during generation (%s); reconnecting", exc)
+    connection.close_if_unusable_or_obsolete()
+
+
+def _reference_inputs(job: Job) -> tuple[bytes | None, tuple[bytes, ...]]:
+    """The job's images as the model takes them: (reference_image, reference_images).
+
+    A person (the end user's photo, else the template's character sheet) with product images
+    is a try-on: reference-to-video (VACE) where the model has it, else image-to-video from a
+    composed first frame (generation/tryon.py says why VACE is preferred). Otherwise several
+    images go to a reference-to-video model as references, and one image starts an
+    image-to-video shot.
+    """
+    photos = [
+        get_bytes(value["key"])
+        for value in job.values.values()
+        if isinstance(value, dict) and value.get("key")
+    ]
+    assets = job.template_version.assets
+    characters = [get_bytes(a["key"]) for a in assets if a["role"] == "character"]
+    products = [get_bytes(a["key"]) for a in assets if a["role"] == "product"]
+    spec = registry.get_model(job.model)
+    person = (photos or characters or [None])[0]
+    if products and person is not None:
+        _, reference, references = tryon_inputs(
+            spec, person=person, products=products, width=job.width, height=job.height
+        )
+        return reference, references
+    images = photos + characters + products
+    if not images:
+        return None, ()
+    if "r2v" in spec.modes and (len(images) > 1 or "i2v" not in spec.modes):
+        return None, tuple(images[:4])
+    return images[0], ()
+
+
 def _build_request(job: Job) -> GenerationRequest:
-    reference = None
-    for value in job.values.values():
-        if isinstance(value, dict) and value.get("key"):
-            reference = get_bytes(value["key"])
-            break
+    reference, references = _reference_inputs(job)
     shots = tuple(
         ShotSpec(
             index=s["index"],
@@ -152,6 +199,7 @@ def _build_request(job: Job) -> GenerationRequest:
         shots=shots,
         title=job.title,
         reference_image=reference,
+        reference_images=references,
     )
 
 
@@ -254,13 +302,28 @@ def _generate(job: Job) -> None:
     if cancel_check.canceled or _cancel_requested(job):
         _cancel_quietly(job, "canceled after generation")
         return
-    frames_key = put_bytes(job_key(job, "raw/frames.mkv"), pack(result.frames, fps=result.fps))
+    try:
+        frames_key = put_bytes(job_key(job, "raw/frames.mkv"), pack(result.frames, fps=result.fps))
+    except Exception as exc:
+        # Storage down or full: nothing was handed over. The job is retried like one whose
+        # worker was lost (its usage rows keep their ids, so a retry bills nothing twice),
+        # then failed with the reason; left running, it would wait for its lease to lapse.
+        logger.exception("job %s: the generated frames could not be stored", job.id)
+        _retry_or_fail(
+            job,
+            "storage_error",
+            f"The generated frames could not be stored: {type(exc).__name__}: {exc}",
+        )
+        return
     try:
         job_transition(
             job=job,
             to_state=JobState.POSTPROCESSING,
             reason="generated",
             frames_key=frames_key,
+            # The hand-over ends this worker's lease: the CPU worker takes its own.
+            lease_owner="",
+            lease_expires_at=None,
             hardware_class=result.hardware_class,
             model_load_ms=round(result.model_load_seconds * 1000),
             device_ms=sum(round(s.device_seconds * 1000) for s in result.shots),
@@ -274,10 +337,34 @@ def _generate(job: Job) -> None:
 
 def postprocess_job(job_id: str) -> None:
     """On the CPU cluster: finish (one pass: cards, subtitles, logo, AI label, encode), store,
-    moderate. Safe to run twice."""
+    moderate. Safe to run twice: a lease, renewed by the heartbeat, keeps a second delivery off
+    a job that a live worker is finishing, and lets the reaper resend the task of one whose
+    worker died (or whose task the broker lost)."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.state != JobState.POSTPROCESSING:
         return
+    me = workers.worker_id()
+    free = (
+        Q(lease_owner="")
+        | Q(lease_owner=me)
+        | Q(lease_expires_at__lt=timezone.now())
+        | Q(lease_expires_at__isnull=True)
+    )
+    taken = Job.objects.filter(free, pk=job.pk, state=JobState.POSTPROCESSING).update(
+        lease_owner=me, lease_expires_at=workers.lease_expiry()
+    )
+    if not taken:
+        return  # a live worker is finishing it
+    workers.set_current_job(job.id)
+    try:
+        _postprocess(job)
+    finally:
+        # On an unexpected error the lease is kept and lapses, and the reaper resends the task.
+        workers.set_current_job(None)
+    Job.objects.filter(pk=job.pk, lease_owner=me).update(lease_owner="", lease_expires_at=None)
+
+
+def _postprocess(job: Job) -> None:
     try:
         frames = unpack(get_bytes(job.frames_key))
         shots = split_shots(job, frames)
@@ -335,7 +422,8 @@ def postprocess_job(job_id: str) -> None:
 
 def reap_lost_jobs() -> int:
     """Jobs whose worker stopped renewing its lease go back to the queue (or fail after the
-    last attempt). Runs on a schedule; returns how many jobs it moved."""
+    last attempt), and tasks that were lost are sent again (see ``_resend_lost_tasks``). Runs
+    on a schedule; returns how many jobs it moved or sent again."""
     now = timezone.now()
     moved = 0
     for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now):
@@ -358,9 +446,69 @@ def reap_lost_jobs() -> int:
                     eta_s=None,
                 )
         moved += 1
+    resent = _resend_lost_tasks(now)
     if moved:
         dispatch()
-    return moved
+    return moved + resent
+
+
+def _resend_lost_tasks(now) -> int:
+    """The database, not the broker, says what is owed: send again the task of a job that
+    waits for one that will never come.
+
+    A broker can lose tasks (a Redis restarted without persistence; a worker killed after it
+    took a task and before it claimed the job; an enqueue that failed while Redis was down).
+    A dispatched job holds a pool slot, so its task is taken within a lease unless it was
+    lost. A job handed over to post-processing is resent when its worker's lease lapsed, or
+    when nobody claimed it within the broker's retry window (after which django-q would hand
+    out an unacknowledged task again). A duplicate delivery is harmless: claims are
+    conditional. Each resend moves the job's clock, so one lost task is resent once a window.
+    """
+    resent = 0
+    lease = timedelta(seconds=settings.REELCAST_LEASE_S)
+    waiting = Job.objects.filter(state=JobState.QUEUED, dispatched_at__lt=now - lease)
+    for job_id, pool, dispatched_at in waiting.values_list("pk", "pool", "dispatched_at"):
+        if Job.objects.filter(pk=job_id, state=JobState.QUEUED, dispatched_at=dispatched_at).update(
+            dispatched_at=now
+        ):
+            logger.warning("job %s: dispatched %s and never claimed; resending", job_id, pool)
+            _enqueue("generation.tasks.run_job", job_id, pool)
+            resent += 1
+    retry = timedelta(seconds=settings.Q_CLUSTER.get("retry", settings.REELCAST_LEASE_S))
+    stale = Q(lease_expires_at__lt=now) | Q(lease_owner="", updated_at__lt=now - retry)
+    handed_over = Job.objects.filter(stale, state=JobState.POSTPROCESSING)
+    for job_id, updated_at in handed_over.values_list("pk", "updated_at"):
+        if Job.objects.filter(
+            pk=job_id, state=JobState.POSTPROCESSING, updated_at=updated_at
+        ).update(lease_owner="", lease_expires_at=None, updated_at=now):
+            logger.warning("job %s: post-processing lost its worker or task; resending", job_id)
+            _enqueue("generation.tasks.postprocess_job", job_id, CPU_CLUSTER)
+            resent += 1
+    return resent
+
+
+def enqueue_batch_chunk(batch_id: object) -> None:
+    _enqueue("generation.tasks.batch_chunk", batch_id, CPU_CLUSTER)
+
+
+def batch_chunk(batch_id: str) -> None:
+    """Make the next chunk of a roster's rows into jobs, then queue the chunk after it."""
+    from generation.batches import batch_process_chunk
+
+    if batch_process_chunk(batch_id=batch_id):
+        enqueue_batch_chunk(batch_id)
+
+
+def resume_stalled_batches() -> int:
+    from generation.batches import resume_stalled_batches as resume
+
+    return resume()
+
+
+def sweep_consents() -> int:
+    from generation.consents import consent_sweep
+
+    return consent_sweep()
 
 
 def sweep_retention() -> int:
@@ -390,6 +538,25 @@ def _measurements(job: Job, shots, hardware_class: str) -> list[Measurement]:
 
 def _bill(job: Job, measurements: list[Measurement]) -> None:
     usage_record(tenant=job.tenant, job_id=job.id, measurements=measurements, end_user=job.end_user)
+
+
+def _retry_or_fail(job: Job, code: str, message: str) -> None:
+    """A platform fault ended this attempt: queue the job again (same seeds) while it has
+    attempts left, else fail it with ``code``."""
+    if job.attempts >= MAX_ATTEMPTS:
+        _fail_quietly(job, code, message)
+        return
+    with contextlib.suppress(IllegalTransition):
+        job_transition(
+            job=job,
+            to_state=JobState.QUEUED,
+            reason=f"{code}, retrying: {message}",
+            dispatched_at=None,
+            lease_owner="",
+            lease_expires_at=None,
+            progress=0,
+            eta_s=None,
+        )
 
 
 def _cancel_requested(job: Job) -> bool:

@@ -3,6 +3,11 @@
 Definitions are checked when a template version is saved; values are checked when a job is
 created. Both report every problem at once, keyed by a dotted field path, so the API can answer
 one 400 listing them all.
+
+Every text value is data inserted into one line of a shot: it may not contain a line break or
+an invisible control character, and it is stored normalised (``normalise_text``). A ``name``
+variable holds a person's name and is checked by ``validate_person_name``: letters, spaces,
+hyphens, apostrophes and the middle dot only, at most 32 characters.
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ from typing import Any
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-TYPES = ("text", "choice", "number", "image")
+from generation.prompting.names import NAME_MAX_LENGTH, NameRejected, validate_person_name
+from generation.prompting.normalise import normalise_text
+
+TYPES = ("text", "name", "choice", "number", "image")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z0-9_]{0,31})\}")
 TEXT_MAX_LENGTH = 2000
+_MAX_LENGTH = {"text": TEXT_MAX_LENGTH, "name": NAME_MAX_LENGTH}
+_DEFAULT_MAX_LENGTH = {"text": 200, "name": NAME_MAX_LENGTH}
+_LINE_BREAKS = frozenset("\n\r\u2028\u2029\x85\x0b\x0c")
 _DEFINITION_KEYS = {
     "name",
     "type",
@@ -70,11 +81,12 @@ def definition_errors(variables: Any) -> dict[str, str]:
             continue
         if "required" in var and not isinstance(var["required"], bool):
             errors[f"{path}.required"] = "Must be true or false."
-        if kind == "text":
+        if kind in ("text", "name"):
+            limit = _MAX_LENGTH[kind]
             for key in ("min_length", "max_length"):
                 value = var.get(key)
-                if value is not None and (not _is_int(value) or not 0 <= value <= TEXT_MAX_LENGTH):
-                    errors[f"{path}.{key}"] = f"Must be a whole number from 0 to {TEXT_MAX_LENGTH}."
+                if value is not None and (not _is_int(value) or not 0 <= value <= limit):
+                    errors[f"{path}.{key}"] = f"Must be a whole number from 0 to {limit}."
             pattern = var.get("pattern")
             if pattern is not None:
                 try:
@@ -143,7 +155,7 @@ def clean_values(variables: list[dict], raw: Any) -> tuple[CleanedValues, dict[s
         path = f"values.{name}"
         if name not in raw or raw[name] is None or raw[name] == "":
             if "default" in var:
-                cleaned[name] = var["default"]
+                cleaned[name] = _stored_default(var)
             elif var.get("required", True):
                 errors[path] = "This variable is required."
             continue
@@ -154,17 +166,37 @@ def clean_values(variables: list[dict], raw: Any) -> tuple[CleanedValues, dict[s
     return CleanedValues(cleaned, images), errors
 
 
+def name_values(variables: list[dict], values: dict[str, Any]) -> list[str]:
+    """The cleaned values of the ``name`` variables, in definition order (for a plan's tags)."""
+    return [
+        values[var["name"]]
+        for var in variables
+        if var.get("type") == "name" and isinstance(values.get(var["name"]), str)
+    ]
+
+
 def _clean_one(
     var: dict, value: Any, path: str, *, images: dict[str, bytes]
 ) -> tuple[dict[str, str], Any]:
     kind = var["type"]
-    if kind == "text":
+    if kind in ("text", "name"):
         if not isinstance(value, str):
             return {path: "Must be text."}, None
         text = unicodedata.normalize("NFC", value).strip()
-        if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text):
-            return {path: "Control or invisible formatting characters are not allowed."}, None
-        max_length = var.get("max_length") or 200
+        if any(ch in _LINE_BREAKS for ch in text):
+            return {
+                path: "Line breaks are not allowed: the value goes into one line of a shot."
+            }, None
+        if kind == "name":
+            try:
+                text = validate_person_name(text)
+            except NameRejected as exc:
+                return {path: exc.reason}, None
+        else:
+            if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text):
+                return {path: "Control or invisible formatting characters are not allowed."}, None
+            text = normalise_text(text)
+        max_length = min(var.get("max_length") or _DEFAULT_MAX_LENGTH[kind], _MAX_LENGTH[kind])
         min_length = var.get("min_length") or 0
         if len(text) > max_length:
             return {path: f"At most {max_length} characters (got {len(text)})."}, None
@@ -239,6 +271,16 @@ def normalise_image(data: bytes, *, keep_alpha: bool = False) -> bytes:
     out = io.BytesIO()
     upright.save(out, format="PNG")  # a fresh file: no EXIF, no text chunks
     return out.getvalue()
+
+
+def _stored_default(var: dict) -> Any:
+    """A text or name default as a value would be stored (normalised); others as written."""
+    default = var["default"]
+    if var["type"] in ("text", "name") and isinstance(default, str):
+        errors, cleaned = _clean_one(var, default, "default", images={})
+        if not errors:
+            return cleaned
+    return default
 
 
 def _is_number(value: Any) -> bool:

@@ -40,6 +40,11 @@ class Tenant(models.Model):
     download_ttl_s = models.PositiveIntegerField(
         default=24 * 3600, help_text="How long a signed download link stays valid."
     )
+    photo_retention_days = models.PositiveIntegerField(
+        default=7,
+        help_text="Delete end users' uploaded photos, and every file made from them, after "
+        "this many days.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

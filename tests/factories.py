@@ -36,6 +36,21 @@ CHARACTER_CONTENT: dict[str, Any] = {
 }
 
 
+# A school's character template: it names a real child, so every job needs a consent.
+STUDENT_CONTENT: dict[str, Any] = {
+    **CHARACTER_CONTENT,
+    "variables": [
+        {"name": "name", "type": "name"},
+        {"name": "outfit", "type": "choice", "choices": ["red", "blue"], "default": "red"},
+    ],
+    "character": "{name}, a ten-year-old pupil in a {outfit} school uniform",
+    "prompt": "{name} helps a classmate carry books in the classroom.\n\n"
+    "{name} smiles in the school playground.",
+    "title": "{name}",
+    "duration_s": 2.0,
+}
+
+
 def make_tenant(**kwargs: Any) -> Tenant:
     n = next(_counter)
     return tenant_create(
@@ -70,6 +85,23 @@ def make_template(tenant: Tenant, **content: Any) -> Template:
         slug=content.pop("slug", f"template-{n}"),
         kind=content.pop("kind", Template.Kind.CHARACTER),
         content={**CHARACTER_CONTENT, **content},
+    )
+
+
+def make_student_template(tenant: Tenant, **content: Any) -> Template:
+    return make_template(tenant, **{**STUDENT_CONTENT, **content})
+
+
+def make_consent(tenant: Tenant, subject_name: str, **fields: Any):
+    from generation.consents import consent_create
+
+    return consent_create(
+        tenant=tenant,
+        subject_name=subject_name,
+        consented_by=fields.pop("consented_by", f"Parent of {subject_name}"),
+        relationship=fields.pop("relationship", "parent"),
+        subject_is_minor=fields.pop("subject_is_minor", True),
+        **fields,
     )
 
 

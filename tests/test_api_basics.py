@@ -100,6 +100,7 @@ def test_the_demo_templates_make_jobs(run_on_commit, capsys):
         {
             "template": "courage-story",
             "values": {"name": "小明"},
+            "end_user": "S-1001",  # a pupil whose parent's consent the demo records
             "duration_s": 1,
             "fps": 8,
         },
@@ -109,6 +110,22 @@ def test_the_demo_templates_make_jobs(run_on_commit, capsys):
     job = api.get(f"/api/v1/jobs/{response.json()['id']}/").json()
     assert job["state"] == "succeeded"
     assert job["title"] == "小明 · a story of courage"
+    assert job["consent"] is not None
+    shop = key_client(keys["shop"]["secret_key"])
+    tryon = run_on_commit(
+        shop.post,
+        "/api/v1/jobs/",
+        {
+            "template": "hudson-coat-nyc",
+            "values": {"shopper": "Ana"},
+            "consent": {"consented_by": "Ana Lima", "subject_name": "Ana Lima"},
+            "duration_s": 1,
+            "fps": 8,
+        },
+        format="json",
+    )
+    assert tryon.status_code == 201, tryon.content
+    assert shop.get(f"/api/v1/jobs/{tryon.json()['id']}/").json()["state"] == "succeeded"
 
 
 def test_createtenant_makes_a_tenant_with_an_owner_and_a_working_key(capsys):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from generation.models import Job, JobState, Template
-from generation.services import JobRequest, job_create
+from generation.batches import batch_create_variants
+from generation.models import Batch, ConsentRecord, Job, JobState, StylePreset, Template
+from generation.services import JobRequest, job_create, style_preset_save
 from tenants.models import ApiKey
 from tenants.services import apikey_create
 from tests import factories
@@ -21,7 +22,28 @@ def foreign(other_tenant):
         tenant=other_tenant, request=JobRequest(template=template, values={"name": "Zed"})
     ).job
     key = apikey_create(tenant=other_tenant, kind="secret", name="theirs").api_key
-    return {"template": template, "job": job, "key": key}
+    consent = factories.make_consent(other_tenant, "Zed")
+    batch = batch_create_variants(
+        tenant=other_tenant,
+        template=template,
+        values={"name": "Zed"},
+        variants=[{"label": "a"}, {"label": "b", "style": {"preset": "storybook"}}],
+    )
+    style_preset_save(tenant=other_tenant, fields={"name": "theirs", "look": "grainy"}, create=True)
+    return {
+        "template": template,
+        "job": job,
+        "key": key,
+        "consent": consent,
+        "batch": batch,
+        "ids": {
+            "template": template.id,
+            "job": job.id,
+            "key": key.id,
+            "consent": consent.id,
+            "batch": batch.id,
+        },
+    }
 
 
 def _snapshot(other_tenant):
@@ -30,6 +52,9 @@ def _snapshot(other_tenant):
         list(Job.objects.filter(tenant=other_tenant).values_list("state", "cancel_requested_at")),
         list(ApiKey.objects.filter(tenant=other_tenant).values_list("revoked_at", flat=True)),
         Template.objects.get(tenant=other_tenant).versions.count(),
+        list(ConsentRecord.objects.filter(tenant=other_tenant).values_list("revoked_at", flat=True)),
+        list(StylePreset.objects.filter(tenant=other_tenant).values_list("name", "look")),
+        Batch.objects.filter(tenant=other_tenant).count(),
     )
 
 
@@ -41,6 +66,13 @@ ENDPOINTS = [
     ("get", "/api/v1/jobs/{job}/", None),
     ("post", "/api/v1/jobs/{job}/cancel/", None),
     ("get", "/api/v1/jobs/{job}/download/", None),
+    ("post", "/api/v1/templates/{template}/preview/", {"values": {"name": "x"}}),
+    ("get", "/api/v1/consents/{consent}/", None),
+    ("post", "/api/v1/consents/{consent}/revoke/", {"reason": "x"}),
+    ("get", "/api/v1/batches/{batch}/", None),
+    ("get", "/api/v1/batches/{batch}/results/", None),
+    ("put", "/api/v1/style-presets/theirs/", {"look": "pwned"}),
+    ("delete", "/api/v1/style-presets/theirs/", None),
 ]
 SESSION_ENDPOINTS = [
     ("get", "/api/v1/keys/{key}/", None),
@@ -54,7 +86,8 @@ def _call(client, method, url, body):
     )
 
 
-KEY_ENDPOINTS = [e for e in ENDPOINTS if e[0] != "delete"]  # archiving is for people (admin+)
+# archiving a template is for people (admin+)
+KEY_ENDPOINTS = [e for e in ENDPOINTS if e[:2] != ("delete", "/api/v1/templates/{template}/")]
 
 
 @pytest.mark.parametrize(("method", "url", "body"), KEY_ENDPOINTS)
@@ -65,7 +98,7 @@ def test_a_foreign_object_is_404_by_key_and_nothing_changes(
     response = _call(
         api,
         method,
-        url.format(template=foreign["template"].id, job=foreign["job"].id, key=foreign["key"].id),
+        url.format(**foreign["ids"]),
         body,
     )
     assert response.status_code == 404
@@ -85,7 +118,7 @@ def test_a_foreign_object_is_404_by_session_and_nothing_changes(
     response = _call(
         client,
         method,
-        url.format(template=foreign["template"].id, job=foreign["job"].id, key=foreign["key"].id),
+        url.format(**foreign["ids"]),
         body,
     )
     assert response.status_code == 404

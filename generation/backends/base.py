@@ -43,7 +43,12 @@ class GenerationRequest:
     fps: int
     shots: tuple[ShotSpec, ...]
     title: str = ""
+    # The first frame, for image-to-video (i2v).
     reference_image: bytes | None = None
+    # Images that condition the whole clip without being a frame of it, for reference-to-video
+    # (r2v, VACE). In a try-on the person's photo comes first, then the product images
+    # (generation.tryon.tryon_inputs builds both fields). At most one of the two is set.
+    reference_images: tuple[bytes, ...] = ()
     options: dict = field(default_factory=dict)
 
 

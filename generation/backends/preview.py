@@ -1,9 +1,9 @@
 """The CPU ``preview`` backend: an animated storyboard instead of a diffusion model.
 
 Each shot is a slowly moving background whose colours come from the shot's seed and prompt, the
-tenant's reference image (if any) in a panel with a Ken Burns pan and zoom, the shot's scene text
-inside the safe margins, and a shot counter; the first shot opens on a title card with the job's
-personalised title. It lets tenants check a template end to end, and lets the whole pipeline run
+tenant's reference image (if any, or a collage of its reference images) in a panel with a Ken
+Burns pan and zoom, the shot's scene text inside the safe margins, and a shot counter; the first
+shot opens on a title card with the job's personalised title. It lets tenants check a template end to end, and lets the whole pipeline run
 on a laptop, without a GPU.
 
 Speed comes from splitting each shot into static layers, drawn once with Pillow, and per-frame
@@ -36,6 +36,7 @@ from generation.backends.base import (
     ShotSpec,
 )
 from generation.fonts import load_font
+from generation.tryon import MAX_PRODUCTS, compose_image
 
 RGB = tuple[int, int, int]
 
@@ -126,7 +127,12 @@ class PreviewBackend:
     ) -> GenerationResult:
         _check_request(request)
         total = sum(shot.num_frames for shot in request.shots)
-        reference = _ReferenceImage(request.reference_image)
+        reference = _ReferenceImage(
+            request.reference_image,
+            request.reference_images,
+            width=request.width,
+            height=request.height,
+        )
         completed: list[ShotResult] = []
         done = 0
         for position, shot in enumerate(request.shots):
@@ -178,21 +184,50 @@ def _check_request(request: GenerationRequest) -> None:
     for shot in request.shots:
         if shot.num_frames < 1:
             raise ValueError(f"shot {shot.index} needs at least one frame (got {shot.num_frames})")
+    if request.reference_images and request.reference_image is not None:
+        raise ValueError("give reference images or a reference image, not both")
+    if len(request.reference_images) > MAX_PRODUCTS + 1:
+        raise ValueError(
+            f"at most {MAX_PRODUCTS + 1} reference images (got {len(request.reference_images)})"
+        )
 
 
 class _ReferenceImage:
-    """The tenant's reference image, decoded once per job and only if a shot draws it."""
+    """The reference shown in the panel, made once per job and only if a shot draws it.
 
-    def __init__(self, data: bytes | None):
+    A reference image (image-to-video) is shown as it is. Reference images (reference-to-video,
+    as in a try-on: the person first, then the products) are shown as the collage that
+    ``generation.tryon`` composes for image-to-video models, at the frame's aspect ratio.
+    """
+
+    def __init__(
+        self,
+        data: bytes | None,
+        references: tuple[bytes, ...] = (),
+        *,
+        width: int = 0,
+        height: int = 0,
+    ):
         self._data = data
+        self._references = references
+        self._size = (width, height)
         self._image: Image.Image | None = None
 
     def __bool__(self) -> bool:
-        return bool(self._data)
+        return bool(self._data) or bool(self._references)
 
     def image(self, min_side: int) -> Image.Image:
         if self._image is None:
-            self._image = _decode_image(self._data or b"", min_side=min_side)
+            if self._references:
+                scale = max(1.0, min_side / max(self._size))
+                self._image = compose_image(
+                    person=self._references[0],
+                    products=list(self._references[1:]),
+                    width=math.ceil(self._size[0] * scale),
+                    height=math.ceil(self._size[1] * scale),
+                )
+            else:
+                self._image = _decode_image(self._data or b"", min_side=min_side)
         return self._image
 
 

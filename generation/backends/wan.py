@@ -15,6 +15,8 @@ What it guarantees:
 - The same request with the same seeds gives the same frames; device time is measured around
   each shot's pipeline call (prompt encoding, sampling, VAE decode; synchronised on CUDA, wall
   time on the CPU) and model loading is reported apart, unbilled.
+- Three modes, chosen by the request: text to video, image to video (the image is the first
+  frame) and reference images to video (VACE: the images condition the clip, padded on white).
 - A cancel stops at the end of the current denoising step, before the VAE decode, and reports
   the device time already spent so that it can still be billed.
 - Pipelines stay warm in one process-wide LRU cache, bounded by GPU memory (by count on CPU).
@@ -23,6 +25,7 @@ What it guarantees:
 from __future__ import annotations
 
 import gc
+import inspect
 import io
 import json
 import logging
@@ -54,8 +57,15 @@ from generation.registry import ModelSpec
 
 logger = logging.getLogger(__name__)
 
+MODES = ("t2v", "i2v", "r2v")
 OFFLOAD_MODES = ("none", "model", "group")
 IMAGE_FITS = ("crop", "pad")
+# Each reference image adds one latent frame to every denoising step (81 frames are 21 latent
+# frames), so the count is bounded: a try-on needs the person and one to three products.
+MAX_REFERENCE_IMAGES = 4
+# VACE pads reference images on white (wan/vace.py prepare_source; diffusers'
+# WanVACEPipeline.preprocess_conditions fills its canvas with ones, white in [-1, 1]).
+REFERENCE_BACKGROUND = (255, 255, 255)
 MAX_SEQUENCE_LENGTH = 512  # the official text_len; the pipeline pads prompts to it
 DEFAULT_CPU_CACHE_PIPELINES = 2
 DEFAULT_GPU_BUDGET_FRACTION = 0.9
@@ -88,7 +98,7 @@ def load_pipeline(
     mode: str = "t2v",
     variant: str | None = None,
 ) -> Any:
-    """Load ``spec`` for ``mode`` ("t2v" or "i2v") onto ``device``, ready to call.
+    """Load ``spec`` for ``mode`` ("t2v", "i2v" or "r2v") onto ``device``, ready to call.
 
     ``dtype`` defaults to bfloat16 with a float32 VAE on CUDA (``REELCAST_WAN_VAE_DTYPE``) and
     float32 on the CPU; a dict gives per-component dtypes as diffusers takes them. ``variant``
@@ -104,6 +114,13 @@ def load_pipeline(
         isinstance(pipeline_class, type) and issubclass(pipeline_class, diffusers.DiffusionPipeline)
     ):
         raise ValueError(f"{spec.name}: {class_name!r} is not a diffusers pipeline class.")
+    if (
+        mode == "r2v"
+        and "reference_images" not in inspect.signature(pipeline_class.__call__).parameters
+    ):
+        raise ValueError(
+            f"{spec.name}: {class_name} takes no reference_images, so it cannot do r2v."
+        )
     source, local = _weights_source(spec)
     if dtype is None:
         dtype = _default_dtype(torch, device)
@@ -133,8 +150,8 @@ def load_pipeline(
 
 
 def _pipeline_class_name(spec: ModelSpec, mode: str) -> str:
-    if mode not in ("t2v", "i2v"):
-        raise ValueError(f"unknown mode {mode!r}; expected 't2v' or 'i2v'.")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
     if mode not in spec.modes:
         raise ValueError(f"{spec.name} does not do {mode} (it does {', '.join(spec.modes)}).")
     if spec.backend != "wan" or not spec.pipeline:
@@ -142,6 +159,19 @@ def _pipeline_class_name(spec: ModelSpec, mode: str) -> str:
     if mode == "i2v" and spec.i2v_pipeline:
         return spec.i2v_pipeline
     return spec.pipeline
+
+
+def _shared_mode(spec: ModelSpec, mode: str) -> str:
+    """The mode under which ``mode``'s pipeline is cached: modes of one class share one copy.
+
+    A VACE model does r2v and t2v with the same WanVACEPipeline; loading it twice would hold two
+    copies of 27B parameters. TI2V-5B's t2v and i2v use two classes and stay apart.
+    """
+    class_name = _pipeline_class_name(spec, mode)
+    for candidate in spec.modes:
+        if candidate in MODES and _pipeline_class_name(spec, candidate) == class_name:
+            return candidate
+    return mode
 
 
 def _hub_allowed() -> bool:
@@ -410,6 +440,7 @@ class PipelineCache:
         """(pipeline, seconds spent loading it now: 0.0 when it was warm)."""
         torch = _torch()
         device = torch.device(device)
+        mode = _shared_mode(spec, mode)
         key = (spec.name, mode, variant or "")
         fingerprint = repr((key, spec, str(device), _placement_settings()))
         with self._lock:
@@ -619,9 +650,14 @@ class WanBackend:
         two shots of 3 steps report (1, 6) ... (6, 6). Request options: ``variant`` (a LoRA
         variant), ``steps``, ``guidance_scale``, ``guidance_scale_2``, ``image_fit``
         ("crop" or "pad" the reference image to the frame's aspect ratio).
+
+        The mode follows the request (``request_mode``): ``reference_images`` make it r2v, each
+        image scaled to fit the frame and padded on white as VACE expects; ``reference_image``
+        makes it i2v, the image being the first frame; neither makes it t2v. Images are decoded
+        before the model is loaded, so an unreadable upload costs no loading.
         """
         spec = registry.get_model(request.model)
-        mode = "i2v" if request.reference_image is not None else "t2v"
+        mode = request_mode(request)
         errors = request_errors(spec, request)
         if errors:
             raise ValueError(
@@ -643,6 +679,19 @@ class WanBackend:
         if should_cancel():
             raise GenerationCanceled(
                 completed=[], partial_device_seconds=0.0, partial_shot_index=None
+            )
+
+        image_inputs: dict[str, Any] = {}
+        if mode == "i2v":
+            image_inputs["image"] = fit_reference_image(
+                request.reference_image,
+                width=request.width,
+                height=request.height,
+                fit=options.get("image_fit", "crop"),
+            )
+        elif mode == "r2v":
+            image_inputs["reference_images"] = fit_reference_images(
+                request.reference_images, width=request.width, height=request.height
             )
 
         torch = _torch()
@@ -668,13 +717,7 @@ class WanBackend:
         }
         if guidance_scale_2 is not None and pipe.config.get("boundary_ratio") is not None:
             call_kwargs["guidance_scale_2"] = float(guidance_scale_2)
-        if mode == "i2v":
-            call_kwargs["image"] = fit_reference_image(
-                request.reference_image,
-                width=request.width,
-                height=request.height,
-                fit=options.get("image_fit", "crop"),
-            )
+        call_kwargs.update(image_inputs)
 
         total_steps = steps * len(request.shots)
         completed: list[ShotResult] = []
@@ -743,6 +786,15 @@ class WanBackend:
         )
 
 
+def request_mode(request: GenerationRequest) -> str:
+    """r2v with reference images, i2v with a first-frame image, t2v with neither."""
+    if request.reference_images:
+        return "r2v"
+    if request.reference_image is not None:
+        return "i2v"
+    return "t2v"
+
+
 def request_errors(spec: ModelSpec, request: GenerationRequest) -> dict[str, str]:
     """Field -> reason for everything this model will not take in ``request`` as given."""
     errors: dict[str, str] = {}
@@ -766,13 +818,29 @@ def request_errors(spec: ModelSpec, request: GenerationRequest) -> dict[str, str
     )
     if any(count < 1 for count in frames):
         errors["num_frames"] = "every shot needs at least one frame."
-    mode = "i2v" if request.reference_image is not None else "t2v"
-    if mode not in spec.modes:
-        errors["reference_image"] = (
-            f"{spec.name} needs a reference image."
-            if mode == "t2v"
-            else f"{spec.name} does not take a reference image."
+    mode = request_mode(request)
+    if request.reference_images and request.reference_image is not None:
+        errors["reference_images"] = (
+            "give reference images (reference-to-video) or a reference image (the first "
+            "frame), not both."
         )
+    elif mode == "r2v" and "r2v" not in spec.modes:
+        errors["reference_images"] = (
+            f"{spec.name} does not take reference images; reference-to-video needs a model "
+            "with the r2v mode (a VACE model)."
+        )
+    elif mode == "r2v" and len(request.reference_images) > MAX_REFERENCE_IMAGES:
+        errors["reference_images"] = (
+            f"at most {MAX_REFERENCE_IMAGES} reference images "
+            f"(got {len(request.reference_images)})."
+        )
+    elif mode not in spec.modes:
+        if mode == "i2v":
+            errors["reference_image"] = f"{spec.name} does not take a reference image."
+        elif "i2v" in spec.modes:
+            errors["reference_image"] = f"{spec.name} needs a reference image."
+        else:
+            errors["reference_images"] = f"{spec.name} needs reference images."
     fit = (request.options or {}).get("image_fit", "crop")
     if fit not in IMAGE_FITS:
         errors["image_fit"] = f"image_fit must be one of {', '.join(IMAGE_FITS)} (got {fit!r})."
@@ -798,6 +866,35 @@ def fit_reference_image(data: bytes, *, width: int, height: int, fit: str = "cro
     if fit == "crop":
         return ImageOps.fit(image, (width, height), method=resample, centering=(0.5, 0.5))
     return ImageOps.pad(image, (width, height), method=resample, color=(0, 0, 0))
+
+
+def fit_reference_images(images: Iterable[bytes], *, width: int, height: int) -> list[Any]:
+    """Reference images for VACE: RGB PIL images of exactly ``width`` x ``height``.
+
+    Each is turned upright (EXIF), scaled to fit whole and centred on white, transparency on
+    white too (product photos are often cut-out PNGs): what the official wan/vace.py and
+    diffusers' WanVACEPipeline do to a reference of another size. Doing it here, once, decodes
+    a 12-megapixel phone photo at the frame size instead of handing it to the pipeline whole.
+    Nothing is cropped, so a garment is never cut.
+    """
+    from PIL import Image, ImageOps
+
+    from generation.tryon import decode_upright
+
+    fitted = []
+    for number, data in enumerate(images, start=1):
+        image = decode_upright(
+            data, f"reference image {number}", max(width, height), REFERENCE_BACKGROUND
+        )
+        fitted.append(
+            ImageOps.pad(
+                image,
+                (width, height),
+                method=Image.Resampling.LANCZOS,
+                color=REFERENCE_BACKGROUND,
+            )
+        )
+    return fitted
 
 
 def frames_to_uint8(frames: Any) -> np.ndarray:

@@ -263,10 +263,14 @@ def test_an_image_value_is_verified_stored_under_the_tenant_and_used(api, tenant
     response = run_on_commit(
         api.post,
         "/api/v1/jobs/",
-        {"template": str(template.id), "values": {"name": "Ada", "photo": _png_data_url()}},
+        {
+            "template": str(template.id),
+            "values": {"name": "Ada", "photo": _png_data_url()},
+            "consent": {"consented_by": "Ada Lovelace"},
+        },
         format="json",
     )
-    assert response.status_code == 201
+    assert response.status_code == 201, response.json()
     assert response.json()["values"]["photo"] == {"image": "photo"}
     job = Job.objects.get()
     key = job.values["photo"]["key"]

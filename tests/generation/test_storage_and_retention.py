@@ -44,7 +44,11 @@ def _finished_job(tenant, run_on_commit, **values):
     response = run_on_commit(
         api.post,
         "/api/v1/jobs/",
-        {"template": str(template.id), "values": {"name": "Ada", "photo": _photo(), **values}},
+        {
+            "template": str(template.id),
+            "values": {"name": "Ada", "photo": _photo(), **values},
+            "consent": {"consented_by": "Ada Lovelace"},  # a photo shows a real person
+        },
         format="json",
     )
     assert response.status_code == 201

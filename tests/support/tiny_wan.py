@@ -13,6 +13,11 @@ reads them from disk exactly as it reads the real weights:
 - TI2V-5B: one expert with ``expand_timesteps`` (per-token timesteps, first frame clean in
   image-to-video), 48 channels in and out, the Wan2.2 VAE (z=48, patch 2, residual blocks, 16x,
   a decoder wider than the encoder as in the real one).
+- Wan2.2-VACE-Fun-A14B: ``WanVACEPipeline`` with two ``WanVACETransformer3DModel`` experts
+  (``boundary_ratio`` 0.875, as diffusers' convert_wan_to_diffusers.py writes for
+  "Wan2.2-VACE-Fun-14B"), VACE blocks on a subset of the layers fed by 96 control channels
+  (16 inactive + 16 reactive latent channels + 64 for the 8x8 mask), the Wan2.1 VAE.
+- Wan2.1-VACE-14B: the same with one expert and no boundary.
 
 The tokenizer is a Unigram model trained in memory with ``tokenizers`` (pad 0, end 1, unknown 2,
 as umt5) and the text encoder a ``UMT5EncoderModel`` from a tiny config: nothing is downloaded.
@@ -242,6 +247,59 @@ def build_ti2v_5b(directory: str | Path) -> Path:
     return _save(pipe, directory)
 
 
+# The real VACE models put a VACE block on every 5th (14B) or every 2nd (1.3B) layer, layer 0
+# always included; the tiny one has four layers and VACE blocks on layers 0 and 2.
+VACE_LAYERS = [0, 2]
+
+
+def build_vace_transformer(*, seed_offset: int):
+    import torch
+    from diffusers import WanVACETransformer3DModel
+
+    torch.manual_seed(SEED + 10 + seed_offset)
+    return WanVACETransformer3DModel(
+        in_channels=16,
+        out_channels=16,
+        vace_layers=VACE_LAYERS,
+        vace_in_channels=96,
+        **{**TRANSFORMER_KWARGS, "num_layers": 4},
+    ).eval()
+
+
+def build_vace(directory: str | Path) -> Path:
+    """Two-expert VACE (Wan2.2-VACE-Fun-A14B form, boundary 0.875), saved under ``directory``."""
+    from diffusers import WanVACEPipeline
+
+    tokenizer, text_encoder = _text_parts()
+    pipe = WanVACEPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=build_vae_wan21(),
+        scheduler=build_scheduler(3.0),
+        transformer=build_vace_transformer(seed_offset=5),
+        transformer_2=build_vace_transformer(seed_offset=6),
+        boundary_ratio=0.875,
+    )
+    return _save(pipe, directory)
+
+
+def build_vace_single(directory: str | Path) -> Path:
+    """One-expert VACE (Wan2.1-VACE-14B form), saved under ``directory``."""
+    from diffusers import WanVACEPipeline
+
+    tokenizer, text_encoder = _text_parts()
+    pipe = WanVACEPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=build_vae_wan21(),
+        scheduler=build_scheduler(3.0),
+        transformer=build_vace_transformer(seed_offset=7),
+        transformer_2=None,
+        boundary_ratio=None,
+    )
+    return _save(pipe, directory)
+
+
 def _save(pipe, directory: str | Path) -> Path:
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -253,11 +311,13 @@ BUILDERS = {
     "wan2.2-t2v-a14b": build_t2v_a14b,
     "wan2.2-i2v-a14b": build_i2v_a14b,
     "wan2.2-ti2v-5b": build_ti2v_5b,
+    "wan2.2-vace-fun-a14b": build_vace,
+    "wan2.1-vace-14b": build_vace_single,
 }
 
 
 def build_all(root: str | Path) -> dict[str, Path]:
-    """Build every tiny Wan2.2 model under ``root/<registry name>``; returns name -> directory."""
+    """Build every tiny Wan model under ``root/<registry name>``; returns name -> directory."""
     root = Path(root)
     return {name: builder(root / name) for name, builder in BUILDERS.items()}
 

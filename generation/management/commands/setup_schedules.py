@@ -12,6 +12,9 @@ SCHEDULES = [
     ("reelcast-reap-lost-jobs", "generation.tasks.reap_lost_jobs", 1),  # leases that lapsed
     ("reelcast-sweep-idempotency-keys", "generation.tasks.sweep_idempotency_keys", 60),
     ("reelcast-retention-sweep", "generation.tasks.sweep_retention", 24 * 60),
+    # consents that expired or were revoked: their videos expire, jobs in flight stop
+    ("reelcast-consent-sweep", "generation.tasks.sweep_consents", 60),
+    ("reelcast-resume-batches", "generation.tasks.resume_stalled_batches", 5),  # lost chunks
     ("reelcast-deliver-webhooks", "tenants.tasks.deliver_due_webhooks", 1),  # due retries
     ("reelcast-sweep-webhooks", "tenants.tasks.sweep_webhooks", 24 * 60),
 ]

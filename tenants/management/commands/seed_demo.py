@@ -7,6 +7,7 @@ always exactly one live demo key of each kind per tenant, and this run prints it
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -16,8 +17,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from PIL import Image, ImageDraw
 
-from generation.models import Template
+from generation.consents import consent_create
+from generation.models import ConsentRecord, Template
 from generation.services import template_create
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import apikey_create, membership_set
@@ -31,13 +34,7 @@ SCHOOL_TEMPLATE = {
     "kind": Template.Kind.CHARACTER,
     "content": {
         "variables": [
-            {
-                "name": "name",
-                "type": "text",
-                "label": "Student name",
-                "max_length": 32,
-                "pattern": r"[\w\u4e00-\u9fff][\w\u4e00-\u9fff '\-]*",
-            },
+            {"name": "name", "type": "name", "label": "Student name"},
             {
                 "name": "virtue",
                 "type": "choice",
@@ -60,6 +57,8 @@ SCHOOL_TEMPLATE = {
             "{name} smiles as the class cheers; the sun comes out."
         ),
         "negative_prompt": "blurry, text artifacts, violence",
+        "character": "{name}, a ten-year-old pupil with short black hair and a red backpack",
+        "style": {"preset": "storybook"},
         "title": "{name} · a story of {virtue}",
         "model": "preview",
         "width": 854,
@@ -101,6 +100,8 @@ SHOP_TEMPLATE = {
             "city lights reflecting on the fabric, cinematic tracking shot."
         ),
         "negative_prompt": "distorted hands, logo artifacts",
+        "product": "the camel Hudson double-breasted wool coat",
+        "style": {"preset": "product-showcase"},
         "title": "{shopper} in the Hudson coat",
         "model": "preview",
         "width": 854,
@@ -109,6 +110,27 @@ SHOP_TEMPLATE = {
         "duration_s": 5.0,
     },
 }
+
+
+# Demo pupils with a parent's consent on record: jobs name them with "end_user": "S-1001".
+DEMO_STUDENTS = (("小明", "S-1001"), ("Ada Lovelace", "S-1002"), ("Li Wei", "S-1003"))
+
+
+def _coat_data_url() -> str:
+    """A drawn product shot of the demo coat (no photo ships with the repository)."""
+    image = Image.new("RGB", (320, 420), (236, 232, 224))
+    draw = ImageDraw.Draw(image)
+    camel, dark = (193, 154, 107), (120, 90, 60)
+    draw.polygon([(110, 40), (210, 40), (270, 120), (250, 400), (70, 400), (50, 120)], camel)
+    draw.polygon([(110, 40), (160, 150), (210, 40)], dark)
+    draw.polygon([(50, 120), (20, 330), (55, 335), (80, 170)], camel)
+    draw.polygon([(270, 120), (300, 330), (265, 335), (240, 170)], camel)
+    for y in (200, 260, 320):
+        for x in (135, 185):
+            draw.ellipse((x - 7, y - 7, x + 7, y + 7), dark)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 class Command(BaseCommand):
@@ -139,7 +161,27 @@ class Command(BaseCommand):
             self._plan(school, "school")
             self._plan(shop, "shop")
             school_template = self._template(school, SCHOOL_TEMPLATE)
-            shop_template = self._template(shop, SHOP_TEMPLATE)
+            shop_template = self._template(
+                shop,
+                {
+                    **SHOP_TEMPLATE,
+                    "content": {
+                        **SHOP_TEMPLATE["content"],
+                        "reference_images": [{"role": "product", "image": _coat_data_url()}],
+                    },
+                },
+            )
+            for subject_name, ref in DEMO_STUDENTS:
+                if not ConsentRecord.objects.for_tenant(school).filter(subject_ref=ref).exists():
+                    consent_create(
+                        tenant=school,
+                        subject_name=subject_name,
+                        subject_ref=ref,
+                        subject_is_minor=True,
+                        consented_by=f"Parent of {subject_name}",
+                        relationship=ConsentRecord.Relationship.PARENT,
+                        scope_note="demo data",
+                    )
             ApiKey.objects.filter(
                 tenant__in=[school, shop], name__in=DEMO_KEY_NAMES, revoked_at__isnull=True
             ).update(revoked_at=timezone.now())

@@ -1,0 +1,5 @@
+"""The storefront embed (under /embed/)."""
+
+from django.urls import path
+
+urlpatterns: list = []

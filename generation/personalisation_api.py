@@ -1,0 +1,322 @@
+"""REST API v1 for personalisation: consent records, style presets, batches (rosters and A/B
+variants). Parse, call one service or selector, format."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from config.api import CreatedCursorPagination, StrictSerializer
+from generation import batches, consents
+from generation.api import template_for
+from generation.models import Batch, ConsentRecord, StylePreset
+from tenants.models import Role
+from tenants.scoping import TenantScopedViewSet
+
+# --- consent ----------------------------------------------------------------------------------
+
+
+class ConsentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    subject_name = serializers.CharField()
+    subject_ref = serializers.CharField()
+    subject_is_minor = serializers.BooleanField()
+    consented_by = serializers.CharField()
+    relationship = serializers.CharField()
+    scope_templates = serializers.ListField(child=serializers.CharField())
+    scope_note = serializers.CharField()
+    granted_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    has_evidence = serializers.SerializerMethodField()
+    evidence_sha256 = serializers.CharField()
+    evidence_type = serializers.CharField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    revoked_reason = serializers.CharField()
+    videos_expired_at = serializers.DateTimeField(allow_null=True)
+    active = serializers.SerializerMethodField()
+    jobs = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_has_evidence(self, record: ConsentRecord) -> bool:
+        return bool(record.evidence_key)
+
+    def get_active(self, record: ConsentRecord) -> bool:
+        return consents.consent_is_valid(record)
+
+    def get_jobs(self, record: ConsentRecord) -> int:
+        return record.jobs.count()
+
+
+class ConsentCreateSerializer(StrictSerializer):
+    subject_name = serializers.CharField(max_length=64, help_text="The person shown, as named.")
+    subject_ref = serializers.CharField(
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        help_text="Your id for the person (a student number); jobs with this `end_user` use "
+        "this consent.",
+    )
+    subject_is_minor = serializers.BooleanField(required=False, default=False)
+    consented_by = serializers.CharField(max_length=200)
+    relationship = serializers.ChoiceField(choices=ConsentRecord.Relationship.choices)
+    scope_templates = serializers.ListField(
+        child=serializers.UUIDField(), required=False, help_text="Empty: every template."
+    )
+    scope_note = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    granted_at = serializers.DateTimeField(required=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    evidence = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="The signed form: a PDF or image as a base64 data URL.",
+    )
+
+
+class ConsentRevokeSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class ConsentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Consent records: `GET/POST /api/v1/consents/`, `GET /api/v1/consents/{id}/`,
+    `POST /api/v1/consents/{id}/revoke/` (stops new jobs, expires the person's videos)."""
+
+    model = ConsentRecord
+    serializer_class = ConsentSerializer
+    pagination_class = CreatedCursorPagination
+    min_roles = {
+        "list": Role.VIEWER,
+        "retrieve": Role.VIEWER,
+        "create": Role.EDITOR,
+        "revoke": Role.EDITOR,
+    }
+
+    def scope_queryset(self, queryset):
+        ref = self.request.query_params.get("subject_ref")
+        if ref:
+            queryset = queryset.filter(subject_ref=ref)
+        return queryset
+
+    @extend_schema(request=ConsentCreateSerializer, responses={201: ConsentSerializer})
+    def create(self, request):
+        body = ConsentCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        data["scope_templates"] = [str(t) for t in data.get("scope_templates", [])]
+        record = consents.consent_create(
+            tenant=self.tenant_context.tenant, actor=self.tenant_context.user, **data
+        )
+        return Response(ConsentSerializer(record).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ConsentRevokeSerializer, responses={200: ConsentSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        body = ConsentRevokeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        record = consents.consent_revoke(
+            consent=self.get_object(), reason=body.validated_data.get("reason", "")
+        )
+        return Response(ConsentSerializer(record).data)
+
+
+# --- style presets ----------------------------------------------------------------------------
+
+
+class StylePresetSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=64)
+    camera = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    lighting = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    look = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    negative = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class StylePresetWriteSerializer(StrictSerializer, StylePresetSerializer):
+    pass
+
+
+class StylePresetViewSet(mixins.ListModelMixin, TenantScopedViewSet):
+    """The tenant's style presets (`GET/POST /api/v1/style-presets/`, `PUT/DELETE
+    /api/v1/style-presets/{name}/`); templates name one with `"style": {"preset": name}`.
+    Built-in presets are listed with `"builtin": true`."""
+
+    model = StylePreset
+    serializer_class = StylePresetSerializer
+    lookup_field = "name"
+    min_roles = {
+        "list": Role.VIEWER,
+        "create": Role.EDITOR,
+        "update": Role.EDITOR,
+        "destroy": Role.EDITOR,
+    }
+
+    def list(self, request):
+        from generation.prompting import BUILTIN_PRESETS
+
+        own = [
+            {**StylePresetSerializer(p).data, "builtin": False}
+            for p in self.get_queryset().order_by("name")
+        ]
+        builtin = [
+            {
+                "name": name,
+                "camera": p.camera,
+                "lighting": p.lighting,
+                "look": p.look,
+                "negative": p.negative,
+                "builtin": True,
+            }
+            for name, p in sorted(BUILTIN_PRESETS.items())
+        ]
+        return Response({"results": own + builtin})
+
+    @extend_schema(request=StylePresetWriteSerializer, responses={201: StylePresetSerializer})
+    def create(self, request):
+        body = StylePresetWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        preset = _style_save(self.tenant_context.tenant, body.validated_data, create=True)
+        return Response(StylePresetSerializer(preset).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=StylePresetWriteSerializer, responses={200: StylePresetSerializer})
+    def update(self, request, name=None):
+        preset = self.get_object()
+        body = StylePresetWriteSerializer(data={**request.data, "name": preset.name})
+        body.is_valid(raise_exception=True)
+        preset = _style_save(self.tenant_context.tenant, body.validated_data, create=False)
+        return Response(StylePresetSerializer(preset).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, name=None):
+        self.get_object().delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _style_save(tenant, data: dict, *, create: bool) -> StylePreset:
+    from generation.services import style_preset_save
+
+    return style_preset_save(tenant=tenant, fields=dict(data), create=create)
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+class BatchSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.CharField()
+    name = serializers.CharField()
+    template = serializers.UUIDField(source="template_id")
+    template_version = serializers.IntegerField(source="template_version.number")
+    state = serializers.CharField()
+    source_name = serializers.CharField()
+    source_format = serializers.CharField()
+    source_encoding = serializers.CharField()
+    total_rows = serializers.IntegerField()
+    processed_rows = serializers.IntegerField()
+    accepted_rows = serializers.IntegerField()
+    errors = serializers.JSONField(help_text="[{row, reasons: {field: message}}]")
+    summary = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+    def get_summary(self, batch: Batch) -> dict:
+        return batches.batch_summary(batch)
+
+
+class RosterUploadSerializer(StrictSerializer):
+    template = serializers.CharField(help_text="Template id or slug.")
+    file = serializers.FileField(help_text="A CSV (UTF-8 or GBK) or XLSX roster.")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class VariantSerializer(StrictSerializer):
+    label = serializers.CharField(max_length=64, required=False)
+    style = serializers.JSONField(required=False, help_text='{"preset": name} or inline.')
+    prompt = serializers.CharField(max_length=8000, required=False, trim_whitespace=False)
+
+
+class VariantsCreateSerializer(StrictSerializer):
+    template = serializers.CharField(help_text="Template id or slug.")
+    values = serializers.JSONField(required=False, default=dict)
+    variants = VariantSerializer(many=True)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    end_user = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    consent = serializers.JSONField(required=False)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Batches: `POST /api/v1/batches/` (multipart roster upload, 202), `POST
+    /api/v1/batches/variants/` (A/B variants), `GET /api/v1/batches/{id}/` (progress and row
+    errors), `GET /api/v1/batches/{id}/results/` (a CSV, a line per row, with a link per video)."""
+
+    model = Batch
+    serializer_class = BatchSerializer
+    pagination_class = CreatedCursorPagination
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    min_roles = {
+        "list": Role.VIEWER,
+        "retrieve": Role.VIEWER,
+        "results": Role.VIEWER,
+        "create": Role.EDITOR,
+        "variants": Role.EDITOR,
+    }
+
+    def scope_queryset(self, queryset):
+        return queryset.select_related("template_version")
+
+    @extend_schema(
+        request={"multipart/form-data": RosterUploadSerializer},
+        responses={202: BatchSerializer},
+    )
+    def create(self, request):
+        body = RosterUploadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        upload = body.validated_data["file"]
+        context = self.tenant_context
+        batch = batches.batch_create_roster(
+            tenant=context.tenant,
+            template=template_for(context.tenant, body.validated_data["template"]),
+            data=upload.read(),
+            filename=upload.name or "roster",
+            name=body.validated_data.get("name", ""),
+            actor_user=context.user,
+            actor_key=context.api_key,
+        )
+        batch.refresh_from_db()
+        return Response(BatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=VariantsCreateSerializer, responses={201: BatchSerializer})
+    @action(detail=False, methods=["post"])
+    def variants(self, request):
+        body = VariantsCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        context = self.tenant_context
+        batch = batches.batch_create_variants(
+            tenant=context.tenant,
+            template=template_for(context.tenant, data["template"]),
+            values=data.get("values") or {},
+            variants=[dict(v) for v in data["variants"]],
+            seed=data.get("seed"),
+            end_user=data.get("end_user", ""),
+            consent=data.get("consent"),
+            name=data.get("name", ""),
+            actor_user=context.user,
+            actor_key=context.api_key,
+        )
+        batch.refresh_from_db()
+        return Response(BatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        responses={200: OpenApiResponse(description="text/csv, UTF-8 with BOM")},
+    )
+    @action(detail=True, methods=["get"])
+    def results(self, request, pk=None):
+        batch = self.get_object()
+        response = HttpResponse(
+            batches.batch_results_csv(batch=batch), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.id}.csv"'
+        return response
