@@ -165,3 +165,102 @@ def test_a_canceled_wan_job_is_billed_for_the_steps_it_ran(monkeypatch):
     rows = dict(UsageEvent.objects.filter(job=job).values_list("shot_index", "milliseconds"))
     assert sorted(rows) == [0, 1]  # the finished shot and the interrupted one's steps
     assert not job.video_key
+
+
+# --- personalisation through the real pipelines ------------------------------------------------
+
+
+def _png(colour, size=(48, 64)) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.fixture
+def captured_requests(monkeypatch):
+    """The GenerationRequest each job handed to its backend."""
+    seen = []
+    build = tasks._build_request
+
+    def spy(job):
+        request = build(job)
+        seen.append(request)
+        return request
+
+    monkeypatch.setattr(tasks, "_build_request", spy)
+    return seen
+
+
+def test_a_character_job_keeps_the_character_in_every_shot_and_uses_the_character_sheet(
+    run_on_commit, captured_requests
+):
+    tenant = factories.make_tenant()
+    template = factories.make_student_template(
+        tenant,
+        **TINY,
+        reference_images=[{"role": "character", "image": _png((30, 90, 200))}],
+    )
+    consent = factories.make_consent(tenant, "Li Wei")
+    job = run_on_commit(
+        job_create,
+        tenant=tenant,
+        request=JobRequest(template=template, values={"name": "Li Wei"}, consent=str(consent.id)),
+    ).job
+    job.refresh_from_db()
+    assert job.state == "succeeded", (job.error_code, job.error_message)
+    character = "Li Wei, a ten-year-old pupil in a red school uniform"
+    assert len(job.shots) == 2
+    assert all(character in shot["prompt"] for shot in job.shots)
+    [request] = captured_requests
+    assert request.reference_image is not None  # the character sheet starts each shot (i2v)
+    assert request.reference_images == ()
+
+
+@pytest.mark.parametrize(
+    ("model", "mode"),
+    [("wan2.2-vace-fun-a14b", "r2v"), ("wan2.2-ti2v-5b", "i2v")],
+)
+def test_a_try_on_job_runs_on_both_paths(run_on_commit, captured_requests, settings, model, mode):
+    settings.REELCAST_MODELS = {
+        **settings.REELCAST_MODELS,
+        "wan2.2-vace-fun-a14b": {"steps": 2},
+    }
+    settings.REELCAST_POOLS["gpu-test"]["models"].append("wan2.2-vace-fun-a14b")
+    tenant = factories.make_tenant(kind="shop")
+    size = {"width": 64, "height": 64, "fps": 16, "duration_s": 0.25}
+    template = factories.make_template(
+        tenant,
+        kind="product",
+        variables=[{"name": "photo", "type": "image"}],
+        prompt="The shopper wears the coat on a New York street at dusk.",
+        product="a camel wool coat",
+        title="",
+        model=model,
+        reference_images=[{"role": "product", "image": _png((190, 150, 100))}],
+        **size,
+    )
+    job = run_on_commit(
+        job_create,
+        tenant=tenant,
+        request=JobRequest(
+            template=template,
+            values={"photo": _png((220, 200, 180))},
+            consent={"consented_by": "Ana Lima"},
+            end_user="shopper-1",
+        ),
+    ).job
+    job.refresh_from_db()
+    assert job.state == "succeeded", (job.error_code, job.error_message)
+    assert "Product: a camel wool coat" in job.shots[0]["prompt"]
+    [request] = captured_requests
+    if mode == "r2v":  # VACE: the person and the garment as reference images
+        assert request.reference_image is None
+        assert len(request.reference_images) == 2
+    else:  # image-to-video from a composed first frame
+        assert request.reference_image is not None
+        assert request.reference_images == ()
