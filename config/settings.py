@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "config.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
+    "config.cors.StorefrontCorsMiddleware",  # exact-origin CORS for the embed widget's calls
     "config.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -220,6 +221,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.problems.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # OPTIONS answers 405 instead of DRF's form metadata: that metadata instantiates serializers
+    # for views that have none (a 500 the fuzzer found), and the schema documents everything.
+    # CORS preflights are answered before any view (config/cors.py).
+    "DEFAULT_METADATA_CLASS": None,
     # One budget per scope and caller (API key, user, or address); see config/security.py.
     "DEFAULT_THROTTLE_CLASSES": ["config.security.ScopedPrincipalThrottle"],
     "DEFAULT_THROTTLE_RATES": {

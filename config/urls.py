@@ -13,6 +13,7 @@ from config.problems import problem_response
 from generation import live
 from generation import views as generation_views
 from generation.api import BrandKitViewSet, JobViewSet, TemplateViewSet
+from generation.embed_api import EmbedTemplateViewSet
 from generation.personalisation_api import BatchViewSet, ConsentViewSet, StylePresetViewSet
 from tenants.api import ApiKeyViewSet
 
@@ -24,6 +25,7 @@ router.register("brand-kit", BrandKitViewSet, basename="brand-kit")
 router.register("consents", ConsentViewSet, basename="consent")
 router.register("style-presets", StylePresetViewSet, basename="style-preset")
 router.register("batches", BatchViewSet, basename="batch")
+router.register("embed/templates", EmbedTemplateViewSet, basename="embed-template")
 
 
 urlpatterns = [

@@ -434,7 +434,20 @@ class JobViewSet(TenantScopedViewSet):
         "destroy": Role.ADMIN,
         "events_token": Role.VIEWER,
     }
-    publishable_actions = ("create", "retrieve", "events_token")
+    publishable_actions = ("create", "retrieve", "events_token", "download")
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # A publishable key is public: it works only on the pages of the origins it names, for
+        # watching and fetching its jobs as for creating them (config/cors.py is the browser's
+        # half of the same rule).
+        context = self.tenant_context
+        if context.is_publishable and request.headers.get("Origin", "") not in (
+            context.api_key.allowed_origins
+        ):
+            raise PermissionDenied(
+                "This publishable key is not allowed from this origin.", code="origin_not_allowed"
+            )
 
     def scope_queryset(self, queryset):
         context = self.tenant_context

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.authentication import SessionAuthentication
@@ -321,7 +322,8 @@ class TraceViewSet(OperatorViewSet):
                 "type": "object",
                 "properties": {"file": {"type": "string", "format": "binary"}},
             }
-        }
+        },
+        responses={200: OpenApiTypes.OBJECT},
     )
     def create(self, request):
         from moderation.provenance_service import provenance_trace

@@ -416,7 +416,53 @@ def moderation_judge_frames(*, job, frames: np.ndarray) -> ModerationDecision:
     judged["scores"]["sampled_frames"] = len(indices)
     judged["reasons"] += extra_reasons
     judged["verdict"] = strictest(judged["verdict"], extra_verdict)
+    if judged["verdict"] == Action.REVIEW:
+        evidence_frames_keep(
+            job=job, frames=dict(zip(indices, samples, strict=True)), findings=judged["findings"]
+        )
     return _record(job=job, judgement=Judgement(**judged))
+
+
+# --- evidence for the operator ----------------------------------------------------------------
+
+EVIDENCE_FRAMES_MAX = 12
+
+
+def evidence_frame_key(*, job, frame_index: int) -> str:
+    """Where the sampled frame behind a finding is kept for the operator console: inside the
+    job's folder, so deleting the job's files (on request or at retention) removes it too."""
+    from generation.storage import job_key
+
+    return job_key(job, f"moderation/frame-{frame_index:06d}.jpg")
+
+
+def evidence_frames_keep(
+    *, job, frames: Mapping[int, np.ndarray], findings: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Keep the frames a held video's findings point at, as the models saw them.
+
+    The findings' frame indices and boxes refer to the generated frames, which are deleted
+    once moderation is done and differ from the finished video (title card, cross-fades,
+    fitting), so the operator console cannot cut them out of the MP4 afterwards. Only frames
+    of a video held for review are kept (at most ``EVIDENCE_FRAMES_MAX``), unaltered: the
+    console draws the boxes over them.
+    """
+    import io
+
+    from PIL import Image
+
+    from generation.storage import put_bytes
+
+    flagged = sorted({f["frame"] for f in findings if isinstance(f.get("frame"), int)})
+    keys = []
+    for index in flagged[:EVIDENCE_FRAMES_MAX]:
+        frame = frames.get(index)
+        if frame is None:
+            continue
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(frame[..., :3])).save(buffer, "JPEG", quality=85)
+        keys.append(put_bytes(evidence_frame_key(job=job, frame_index=index), buffer.getvalue()))
+    return keys
 
 
 # --- recording --------------------------------------------------------------------------------

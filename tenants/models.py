@@ -104,6 +104,40 @@ class Membership(TenantOwnedModel):
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(minimum)]
 
 
+class Invitation(TenantOwnedModel):
+    """An offer of ``role`` in a tenant to one person, named by username or email.
+
+    The link's token is shown to the inviter once; only its SHA-256 is kept. Only a signed-in
+    user whose username or email is ``invitee`` (case-insensitively) can accept it, once, before
+    ``expires_at`` and unless it was revoked: a forwarded or leaked link is useless to anyone
+    else, and a removed member cannot rejoin through an old link.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    invitee = models.CharField(max_length=254, help_text="A username or an email address.")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"], name="invitation_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"{self.invitee} → {self.tenant} ({self.role})"
+
+    def is_pending(self, now) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > now
+
+
 class ApiKey(TenantOwnedModel):
     """A credential for a tenant's servers (``sk_``) or storefront (``pk_``).
 
