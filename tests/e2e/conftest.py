@@ -30,8 +30,25 @@ def _chromium() -> str | None:
     return os.environ.get("REELCAST_CHROMIUM") or shutil.which("chromium")
 
 
+def _font_env(directory) -> dict[str, str]:
+    """Chromium's environment with a fontconfig file that adds the Noto Sans CJK font shipped
+    on PyPI (the one the video renderer uses), so Chinese pages and screenshots show Chinese
+    without a system font package."""
+    from generation.fonts import cjk_font_path
+
+    conf = directory / "fonts.conf"
+    conf.write_text(
+        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
+        '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>'
+        f"<dir>{os.path.dirname(cjk_font_path())}</dir>"
+        f"<cachedir>{directory / 'cache'}</cachedir></fontconfig>"
+    )
+    return {**os.environ, "FONTCONFIG_FILE": str(conf)}
+
+
 @pytest.fixture(scope="session")
-def browser():
+def browser(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chromium-fonts")
     executable = _chromium()
     if executable is None:
         if os.environ.get("REELCAST_REQUIRE_SERVICES") == "1":
@@ -43,7 +60,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        instance = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_FLAGS, env=_font_env(tmp)
+        )
         yield instance
         instance.close()
 
@@ -67,9 +86,11 @@ def page_for(browser):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on(
             "console",
-            lambda msg: errors.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None,
+            lambda msg: (
+                errors.append(msg.text)
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
         )
         page.js_errors = errors  # tests assert this stays empty: no script error, no CSP block
         return page

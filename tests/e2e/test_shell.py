@@ -28,3 +28,24 @@ def test_the_browser_language_chooses_and_the_menu_switches_it(page_for, live_se
     page.select_option("select[name=language]", "en")
     page.wait_for_load_state("networkidle")
     assert page.locator("html").get_attribute("lang") == "en"
+
+
+def test_chinese_text_renders_with_a_cjk_font(page_for, live_server):
+    page = page_for("zh-CN")
+    page.goto(f"{live_server.url}/accounts/login/")
+    # Draw 中 with Noto Sans CJK (falling back to monospace) and with monospace alone: without
+    # the CJK font both fall back to the same glyph (an empty box) and the pixels are equal.
+    differ = page.evaluate(
+        """() => {
+        const draw = (font) => {
+            const canvas = document.createElement('canvas');
+            canvas.width = 40; canvas.height = 40;
+            const context = canvas.getContext('2d');
+            context.font = font;
+            context.fillText('中', 5, 30);
+            return Array.from(context.getImageData(0, 0, 40, 40).data).join(',');
+        };
+        return draw('28px "Noto Sans CJK TC", monospace') !== draw('28px monospace');
+    }"""
+    )
+    assert differ is True
