@@ -81,6 +81,7 @@ SHOP_TEMPLATE = {
                 "required": False,
                 "default": "You",
                 "max_length": 32,
+                "public": True,
             },
             {
                 "name": "scene",
@@ -92,8 +93,15 @@ SHOP_TEMPLATE = {
                     "a SoHo café terrace",
                 ],
                 "default": "a New York street at dusk",
+                "public": True,
             },
-            {"name": "photo", "type": "image", "label": "Your photo", "required": False},
+            {
+                "name": "photo",
+                "type": "image",
+                "label": "Your photo",
+                "required": False,
+                "public": True,
+            },
         ],
         "prompt": (
             "{shopper} walks down {scene} wearing the camel Hudson wool coat, "
