@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from billing.models import UsageEvent
-from generation.models import Job, JobState, WorkerHeartbeat
+from generation.models import Job, JobState, JobTransition, WorkerHeartbeat
 from generation.scheduler import pools
+
+STAGE_WINDOW = timedelta(hours=1)
 
 
 class _DatabaseCollector:
@@ -68,6 +70,8 @@ class _DatabaseCollector:
             gpu.add_metric([hardware], (ms or 0) / 1000)
         yield gpu
 
+        yield from _stage_durations(now)
+
         workers = GaugeMetricFamily(
             "reelcast_workers_alive", "Workers with a heartbeat in the last minute", labels=["pool"]
         )
@@ -79,6 +83,42 @@ class _DatabaseCollector:
         for pool_name, n in alive:
             workers.add_metric([pool_name], n)
         yield workers
+
+
+def _stage_durations(now):
+    """How long jobs that finished in the last hour spent in each state they passed through
+    (queued, running, postprocessing, moderating, in_review): p50, p95 and max, from the
+    recorded transitions, so every web process reports the same figures."""
+    import numpy as np
+
+    spent: dict[str, list[float]] = {}
+    last: tuple[object, str, object] | None = None
+    rows = (
+        JobTransition.objects.filter(job__finished_at__gte=now - STAGE_WINDOW)
+        .order_by("job_id", "id")
+        .values_list("job_id", "to_state", "at")
+    )
+    for job_id, state, at in rows.iterator(chunk_size=2000):
+        if last is not None and last[0] == job_id:
+            spent.setdefault(last[1], []).append((at - last[2]).total_seconds())
+        last = (job_id, state, at)
+    family = GaugeMetricFamily(
+        "reelcast_job_stage_seconds",
+        "Seconds jobs finished in the last hour spent in each stage",
+        labels=["stage", "quantile"],
+    )
+    count = GaugeMetricFamily(
+        "reelcast_job_stage_count",
+        "Jobs finished in the last hour that passed each stage",
+        labels=["stage"],
+    )
+    for stage, seconds in sorted(spent.items()):
+        values = np.asarray(seconds)
+        for label, q in (("0.5", 50), ("0.95", 95), ("1", 100)):
+            family.add_metric([stage, label], float(np.percentile(values, q)))
+        count.add_metric([stage], len(values))
+    yield family
+    yield count
 
 
 def render() -> bytes:

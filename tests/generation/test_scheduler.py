@@ -302,3 +302,34 @@ def test_an_autoscaled_pool_has_one_slot_per_live_worker_up_to_its_capacity():
     for n in range(4, 8):
         worker(n, now)
     assert len(scheduler.dispatch_pool(pool)) == 1  # capacity 3 caps the pool
+
+
+def test_metrics_report_how_long_finished_jobs_spent_in_each_stage(client):
+    from generation.models import JobTransition
+
+    tenant = factories.make_tenant()
+    template = factories.make_template(tenant)
+    start = timezone.now() - timedelta(minutes=10)
+    for queued_s, running_s in ((2, 10), (4, 30), (6, 20)):
+        job = job_create(
+            tenant=tenant, request=JobRequest(template=template, values={"name": "A"})
+        ).job
+        JobTransition.objects.filter(job=job).update(at=start)
+        for to_state, offset in (
+            ("running", queued_s),
+            ("postprocessing", queued_s + running_s),
+            ("moderating", queued_s + running_s + 1),
+            ("succeeded", queued_s + running_s + 2),
+        ):
+            JobTransition.objects.create(
+                job=job, from_state="", to_state=to_state, at=start + timedelta(seconds=offset)
+            )
+        Job.objects.filter(pk=job.pk).update(
+            state="succeeded", finished_at=start + timedelta(seconds=queued_s + running_s + 2)
+        )
+
+    body = client.get("/metrics").content.decode()
+
+    assert 'reelcast_job_stage_seconds{quantile="0.5",stage="queued"} 4.0' in body
+    assert 'reelcast_job_stage_seconds{quantile="1",stage="running"} 30.0' in body
+    assert 'reelcast_job_stage_count{stage="running"} 3.0' in body
