@@ -449,14 +449,15 @@ def request_fingerprint(body: Any) -> str:
 
 
 def _idempotent_hit(tenant: Tenant, key: str, fingerprint: str) -> Job | None:
-    cutoff = timezone.now() - timedelta(seconds=settings.REELCAST_IDEMPOTENCY_TTL_S)
-    record = (
-        IdempotencyKey.objects.for_tenant(tenant)
-        .select_related("job")
-        .filter(key=key, created_at__gte=cutoff)
-        .first()
-    )
+    record = IdempotencyKey.objects.for_tenant(tenant).select_related("job").filter(key=key).first()
     if record is None:
+        return None
+    cutoff = timezone.now() - timedelta(seconds=settings.REELCAST_IDEMPOTENCY_TTL_S)
+    if record.created_at < cutoff:
+        # Past its TTL the key is forgotten. Its row goes now, not at the next sweep: the
+        # unique (tenant, key) constraint would otherwise refuse the new job's key row, and the
+        # IntegrityError branch of job_create would find no live record to answer with (a 500).
+        IdempotencyKey.objects.filter(pk=record.pk, created_at__lt=cutoff).delete()
         return None
     if record.fingerprint != fingerprint:
         raise ConflictProblem(

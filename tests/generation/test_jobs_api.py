@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import base64
 import io
+import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from PIL import Image
 
 from billing.models import UsageEvent
@@ -518,3 +521,15 @@ def test_a_publishable_key_creates_jobs_only_for_its_templates_and_origins(tenan
     assert good.get("/api/v1/jobs/").status_code == 403
     assert good.get("/api/v1/templates/").status_code == 403
     assert Job.objects.count() == 1
+
+
+def test_an_idempotency_key_past_its_lifetime_makes_a_new_job(api, template):
+    body = {"template": str(template.id), "values": {"name": "Ada"}}
+    first = api.post("/api/v1/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=24, minutes=1))
+
+    again = api.post("/api/v1/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] != first.json()["id"]
+    assert IdempotencyKey.objects.get().job_id == uuid.UUID(again.json()["id"])
