@@ -70,3 +70,86 @@ def env_json(name: str, default: Any) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise EnvError(f"{name} must be JSON: {exc}") from None
+
+
+def env_choice(name: str, default: str, choices: set[str] | frozenset[str]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise EnvError(f"{name} must be one of {sorted(choices)}, got {raw!r}")
+    return value
+
+
+_RATE_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+
+
+def parse_rate(name: str, raw: str | None) -> str | None:
+    """``"120/min"`` as DRF writes rates; ``None``, ``""`` or ``"off"`` mean no limit."""
+    if raw is None or raw.strip().lower() in {"", "off", "none"}:
+        return None
+    count, _, period = raw.strip().partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise EnvError(
+            f"{name} must look like '120/min' (a positive count per s, min, hour or day), "
+            f"or 'off'; got {raw!r}"
+        )
+    return f"{int(count)}/{period}"
+
+
+def env_rate(name: str, default: str | None) -> str | None:
+    raw = os.environ.get(name)
+    return parse_rate(name, default if raw is None else raw)
+
+
+def parse_csp(name: str, value: str | dict) -> dict[str, list[str]]:
+    """A Content-Security-Policy as ``{directive: [sources]}``.
+
+    Takes a policy string (``"default-src 'self'; img-src 'self' data:"``) or a mapping whose
+    values are a list of sources or one space-separated string (``[]`` or ``""``: a directive
+    without sources, such as ``upgrade-insecure-requests``). Directive names and sources are
+    checked, so a typo or an injected ``;`` fails at start.
+    """
+    if isinstance(value, str):
+        items: list[tuple[object, object]] = []
+        for part in value.split(";"):
+            directive, _, sources = part.strip().partition(" ")
+            if directive:
+                items.append((directive, sources))
+    elif isinstance(value, dict):
+        items = list(value.items())
+    else:
+        raise EnvError(f"{name} must be a policy string or a JSON object, got {value!r}")
+    policy: dict[str, list[str]] = {}
+    for directive, sources in items:
+        key = str(directive).strip().lower()
+        if not key or not all(c.isalpha() or c == "-" for c in key):
+            raise EnvError(f"{name}: {directive!r} is not a CSP directive name")
+        if isinstance(sources, str):
+            listed = sources.split()
+        elif isinstance(sources, list | tuple) and all(isinstance(s, str) for s in sources):
+            listed = [s.strip() for s in sources if s.strip()]
+        else:
+            raise EnvError(f"{name}: the sources of {key} must be a string or a list of strings")
+        if any(c in s for s in listed for c in ";,\r\n"):
+            raise EnvError(f"{name}: a source of {key} contains ';', ',' or a line break")
+        policy[key] = listed
+    return policy
+
+
+def env_csp(name: str, default: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The default policy, changed by ``name``: a JSON object replaces the directives it names
+    (``null`` removes one); a policy string replaces the whole policy."""
+    raw = os.environ.get(name)
+    policy = {key: list(sources) for key, sources in default.items()}
+    if raw is None or raw.strip() == "":
+        return policy
+    if not raw.strip().startswith("{"):
+        return parse_csp(name, raw)
+    changes = env_json(name, {})
+    if not isinstance(changes, dict):
+        raise EnvError(f"{name} must be a policy string or a JSON object, got {raw!r}")
+    removed = {str(key).strip().lower() for key, sources in changes.items() if sources is None}
+    policy.update(parse_csp(name, {k: v for k, v in changes.items() if v is not None}))
+    return {key: sources for key, sources in policy.items() if key not in removed}

@@ -13,7 +13,6 @@ from typing import Any
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -92,6 +91,10 @@ def problem_body(
 
 
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
+    # imported here: rest_framework.views imports the authentication classes, which import
+    # this module (for its Problem classes) before it has finished loading
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -107,6 +110,15 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
             detail="The request has invalid fields.",
             code="invalid",
             errors=field_errors(exc.detail),
+        )
+    elif isinstance(exc, exceptions.Throttled):
+        # Retry-After in whole seconds, never 0 (DRF leaves the header out for a zero wait)
+        wait = max(1, int(exc.wait or 1))
+        response["Retry-After"] = str(wait)
+        body = problem_body(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"Too many requests. Try again in {wait} seconds.",
+            code="rate_limited",
         )
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)

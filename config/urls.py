@@ -6,9 +6,10 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
+from config.docs import RedocDocsView, SwaggerDocsView
 from config.problems import problem_response
 from generation import live
 from generation import views as generation_views
@@ -41,16 +42,14 @@ urlpatterns = [
     ),
     path(
         "api/v1/docs/",
-        SpectacularSwaggerView.as_view(
+        SwaggerDocsView.as_view(
             url_name="schema", permission_classes=[], authentication_classes=[]
         ),
         name="docs",
     ),
     path(
         "api/v1/redoc/",
-        SpectacularRedocView.as_view(
-            url_name="schema", permission_classes=[], authentication_classes=[]
-        ),
+        RedocDocsView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
         name="redoc",
     ),
     path("dl/<str:token>/<str:filename>", generation_views.download, name="download"),

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing.services import Measurement, usage_record
+from config.logging import log_context
 from generation import registry, scheduler, workers
 from generation.backends import get_backend
 from generation.backends.base import (
@@ -247,6 +248,11 @@ def run_job(job_id: str) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.state not in (JobState.QUEUED, JobState.RUNNING):
         return
+    with log_context(job_id=job.id, tenant_id=job.tenant_id):
+        _run_job(job)
+
+
+def _run_job(job: Job) -> None:
     if not _claim(job):
         return
     workers.set_current_job(job.id)
@@ -302,8 +308,11 @@ def _generate(job: Job) -> None:
     if cancel_check.canceled or _cancel_requested(job):
         _cancel_quietly(job, "canceled after generation")
         return
+    # One hand-over file per attempt: a worker whose lease lapsed while it still ran (a stall
+    # longer than the lease) must never overwrite or delete the file of the attempt after it.
+    frames_name = f"raw/frames-{job.attempts}.mkv"
     try:
-        frames_key = put_bytes(job_key(job, "raw/frames.mkv"), pack(result.frames, fps=result.fps))
+        frames_key = put_bytes(job_key(job, frames_name), pack(result.frames, fps=result.fps))
     except Exception as exc:
         # Storage down or full: nothing was handed over. The job is retried like one whose
         # worker was lost (its usage rows keep their ids, so a retry bills nothing twice),
@@ -316,19 +325,29 @@ def _generate(job: Job) -> None:
         )
         return
     try:
-        job_transition(
-            job=job,
-            to_state=JobState.POSTPROCESSING,
-            reason="generated",
-            frames_key=frames_key,
-            # The hand-over ends this worker's lease: the CPU worker takes its own.
-            lease_owner="",
-            lease_expires_at=None,
-            hardware_class=result.hardware_class,
-            model_load_ms=round(result.model_load_seconds * 1000),
-            device_ms=sum(round(s.device_seconds * 1000) for s in result.shots),
-            eta_s=None,
-        )
+        with transaction.atomic():
+            # Only the lease holder hands over: once the lease lapsed the job may have been
+            # requeued and taken by another worker, whose attempt is the one that counts.
+            held = (
+                Job.objects.select_for_update()
+                .filter(pk=job.pk, state=JobState.RUNNING, lease_owner=workers.worker_id())
+                .exists()
+            )
+            if not held:
+                raise IllegalTransition(job.pk, JobState.RUNNING, JobState.POSTPROCESSING)
+            job_transition(
+                job=job,
+                to_state=JobState.POSTPROCESSING,
+                reason="generated",
+                frames_key=frames_key,
+                # The hand-over ends this worker's lease: the CPU worker takes its own.
+                lease_owner="",
+                lease_expires_at=None,
+                hardware_class=result.hardware_class,
+                model_load_ms=round(result.model_load_seconds * 1000),
+                device_ms=sum(round(s.device_seconds * 1000) for s in result.shots),
+                eta_s=None,
+            )
     except IllegalTransition:
         delete_keys([frames_key])
         return
@@ -343,6 +362,11 @@ def postprocess_job(job_id: str) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.state != JobState.POSTPROCESSING:
         return
+    with log_context(job_id=job.id, tenant_id=job.tenant_id):
+        _postprocess_job(job)
+
+
+def _postprocess_job(job: Job) -> None:
     me = workers.worker_id()
     free = (
         Q(lease_owner="")

@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from config.logging import bind_log_context
 from tenants.models import ApiKey, Membership, Tenant
 from tenants.selectors import membership_for
 from tenants.services import apikey_authenticate
@@ -72,6 +73,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 "The API key is unknown or revoked.", code="invalid_api_key"
             )
         role = "publishable" if api_key.is_publishable else "server"
+        bind_log_context(tenant_id=api_key.tenant_id)
         return KeyPrincipal(api_key), TenantContext(
             tenant=api_key.tenant, role=role, api_key=api_key
         )
@@ -95,4 +97,5 @@ class TenantSessionAuthentication(authentication.SessionAuthentication):
             raise exceptions.PermissionDenied(
                 "You are not a member of any tenant.", code="no_membership"
             )
+        bind_log_context(tenant_id=membership.tenant_id)
         return user, TenantContext(tenant=membership.tenant, role=membership.role, user=user)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from config.logging import adopt_logger
 from generation import registry
 from generation.backends.base import (
     CancelCheck,
@@ -910,6 +911,7 @@ def frames_to_uint8(frames: Any) -> np.ndarray:
 def _torch() -> Any:
     import torch
 
+    adopt_logger("torch")  # torch gives its loggers stderr handlers of their own
     return torch
 
 

@@ -13,7 +13,6 @@ are added to it, not to jieba's global one). It reads only the dictionary shippe
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import unicodedata
@@ -21,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from config.logging import adopt_logger
 from generation.prompting import lexicon
 from generation.prompting.normalise import is_cjk, normalise_text
 
@@ -155,7 +155,7 @@ def _pos_tokenizer() -> Any:
             import jieba
             import jieba.posseg
 
-            jieba.setLogLevel(logging.WARNING)
+            adopt_logger("jieba")  # jieba installs its own stderr handler on import
             tokenizer = jieba.posseg.POSTokenizer(jieba.Tokenizer())
             tokenizer.initialize()
             for word, category in _CHINESE_INDEX.items():
