@@ -9,27 +9,22 @@ finishes every job.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from generation.models import Job, WorkerHeartbeat
 from generation.services import JobRequest, job_create
 from tests import factories
+from tests.support.qcluster import redis_broker, start_qcluster, stop, worker_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
-ROOT = Path(__file__).resolve().parents[1]
 POOLS = {
     "default": {"hardware_class": "cpu", "capacity": 1, "models": []},
     "gpu-a": {"hardware_class": "cpu", "capacity": 1, "models": ["preview"]},
@@ -46,58 +41,15 @@ MODELS = {
 POOL_OF_MODEL = {"preview": "gpu-a", "preview-b": "gpu-b"}
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (
-        f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+def _start_cluster(name: str, redis_url: str, tmp_path: Path):
+    env = worker_env(
+        redis_url,
+        tmp_path,
+        REELCAST_POOLS=json.dumps(POOLS),
+        REELCAST_MODELS=json.dumps(MODELS),
+        Q_CLUSTER_NAME=name,
     )
-
-
-def _start_cluster(name: str, redis_url: str, tmp_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DJANGO_DEBUG": "true",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": redis_url,
-        "REELCAST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "REELCAST_VAR_DIR": str(tmp_path),
-        "REELCAST_QUEUE_POLL_S": "0.2",
-        "REELCAST_POOLS": json.dumps(POOLS),
-        "REELCAST_MODELS": json.dumps(MODELS),
-        "Q_CLUSTER_NAME": name,
-    }
-    with open(tmp_path / f"{name}.log", "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    # What the workers did is checked in the database; how they shut down is not under test.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=20)
-
-
-@contextlib.contextmanager
-def _broker(redis_url: str):
-    """The suite's own Conf is synchronous; point this process at Redis to enqueue."""
-    from django_q.conf import Conf
-
-    previous = (Conf.SYNC, Conf.REDIS, Conf.ORM)
-    Conf.SYNC, Conf.REDIS, Conf.ORM = False, redis_url, None
-    try:
-        yield
-    finally:
-        Conf.SYNC, Conf.REDIS, Conf.ORM = previous
+    return start_qcluster(env, tmp_path / f"{name}.log")
 
 
 def _wait_for(predicate, timeout_s: float, clusters: dict, tmp_path: Path, what: str) -> None:
@@ -135,7 +87,7 @@ def test_each_job_runs_on_a_worker_of_the_pool_that_serves_its_model(redis_url, 
             tmp_path,
             "a heartbeat from every cluster",
         )
-        with _broker(redis_url):
+        with redis_broker(redis_url):
             jobs = [
                 job_create(
                     tenant=tenant,
@@ -177,4 +129,4 @@ def test_each_job_runs_on_a_worker_of_the_pool_that_serves_its_model(redis_url, 
             ]
     finally:
         for process in clusters.values():
-            _stop(process)
+            stop(process)
