@@ -16,25 +16,29 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def database_url() -> str:
-    """The test database as a DATABASE_URL a subprocess can open (SQLite's is a file)."""
+def database_url(*, application_name: str = "") -> str:
+    """The test database as a DATABASE_URL a subprocess can open (SQLite's is a file); on
+    PostgreSQL an application name lets a test find that process's connections."""
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    return (
+    url = (
         f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     )
+    return f"{url}?application_name={application_name}" if application_name else url
 
 
-def worker_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+def worker_env(redis_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a real `manage.py qcluster` on this test's database and media."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_DEBUG": "true",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": database_url(application_name=extra.pop("APPLICATION_NAME", "")),
         "REDIS_URL": redis_url,
         "REELCAST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "REELCAST_VAR_DIR": str(tmp_path),
+        "REELCAST_C2PA_DIR": str(settings.REELCAST_C2PA_DIR),
+        "REELCAST_VAR_DIR": str(var_dir),
         "REELCAST_QUEUE_POLL_S": "0.2",
         **extra,
     }
@@ -65,7 +69,8 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
 
