@@ -13,24 +13,36 @@ already kept for the same variant are dropped (a static shot adds one row, not o
 
 PDQ is not shift-invariant: a camera pan of 2.5% of the width moves a hash by about 50 bits,
 and so does an off-centre crop, so a copy's frames must be compared with indexed frames of the
-same instant and framing. The index keeps 2 samples a second; a query (``query_hashes``) hashes
-every frame of the copy, up to ``QUERY_MAX_FRAMES``, so some of them coincide in time with
-indexed samples whatever the copy's start or frame rate. An off-centre crop is the watermark's
-job: the fingerprint finds centred crops only.
+same instant and framing. The index keeps one sample a second, so a 5-second video adds at
+most 20 rows (fewer where a shot holds still; two samples a second doubled the index, made a
+query 1.7 times slower, and found no copy in the attack tests that one a second misses); a
+query (``query_hashes``) hashes every frame of the copy, up to ``QUERY_MAX_FRAMES``, so one of
+them coincides in time with each indexed sample the copy spans, whatever its start or frame
+rate. An off-centre crop is the watermark's job: the fingerprint finds centred crops only.
 
-Index: multi-index hashing (Norouzi et al.). A 256-bit hash is cut into 16 substrings of 16
-bits; if two hashes are within distance r, then by the pigeonhole principle one of their 16
-substrings differs in at most floor(r / 16) bits. Each substring has a table sorted by its
-value, so a query probes, per substring, its value and every value within floor(r / 16) bits
-(17 values for r = 31), collects the rows found and checks their full distance with popcounts.
-The answer is exact: every row within r is found, none beyond it is returned. Rows added since
-the tables were last built sit in a tail that is scanned in full until it is merged.
+Index: multi-index hashing (Norouzi et al.). A 256-bit hash is cut into m substrings; if two
+hashes are within distance r then, for any radii r_j that sum (each plus one) to r + 1, they
+differ in at most r_j bits of some substring j (pigeonhole). Each substring has a table of row
+numbers sorted by its value and the offset of every value's bucket, so a query probes, per
+substring, every value within r_j bits of its own, gathers the rows found and checks their full
+distance with popcounts, for all of its hashes at once. The answer is exact: every row within r
+is found, none beyond it is returned. Substrings of about log2(rows) bits keep the buckets
+small: 16 of 16 bits, probed at 1 bit, up to about half a million rows; at 20 million (a
+million videos) 11 of 23-24 bits, ten probed at 2 bits and one at 1, visit about 2,900 buckets
+and 5,800 candidate rows per query hash where 16-bit substrings would check 83,000. Rows added
+since the last build sit in a tail that is scanned in full until it is merged into the tables
+(an insertion into each, not a new sort); the layout is chosen again when the rows double.
+Searches and additions take a lock: a search may merge the tail, and the live index is shared
+by the threads of a process.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import threading
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +50,21 @@ import pdqhash
 from PIL import Image
 
 HASH_BYTES = 32
-SUBSTRINGS = 16
-SUBSTRING_BITS = 256 // SUBSTRINGS
+HASH_BITS = 256
 DEFAULT_RADIUS = 31
-SAMPLES_PER_SECOND = 2.0
+SAMPLES_PER_SECOND = 1.0
 MIN_QUALITY = 50
 DUPLICATE_RADIUS = 8
 CENTRE_CROPS = (0.9, 0.8)
 QUERY_MAX_FRAMES = 240
 PDQ_MAX_SIDE = 512
-# The tail is merged into the tables once it holds this many rows, or a tenth of the tables.
-TAIL_MERGE_ROWS = 65_536
+# The tail is merged into the tables once it holds this many rows, or a tenth of the tables:
+# every query compares each of its hashes with every tail row.
+TAIL_MERGE_ROWS = 8192
+# Substring tables address their buckets directly: 2**bits offsets of 4 bytes each.
+MAX_SUBSTRING_BITS = 24
+STARTS_PER_ROW = 20
+PROBE_BATCH = 32  # query hashes probed together
 
 
 def pdq_hash(frame: np.ndarray) -> tuple[np.ndarray, int]:
@@ -160,32 +176,129 @@ def query_hashes(
     return video_hashes(frames, fps, variants=False, samples_per_second=fps, max_frames=max_frames)
 
 
-def _probe_masks(flips: int) -> np.ndarray:
+def _layout(substrings: int) -> tuple[tuple[int, int], ...]:
+    """(first bit, bit count) of each substring: the 256 bits cut into nearly equal runs."""
+    size, longer = divmod(HASH_BITS, substrings)
+    counts = [size + 1] * longer + [size] * (substrings - longer)
+    firsts = itertools.accumulate(counts[:-1], initial=0)
+    return tuple(zip(firsts, counts, strict=True))
+
+
+@cache
+def _ball(bits: int, radius: int) -> int:
+    """How many values lie within ``radius`` bits of one value of ``bits`` bits."""
+    return sum(math.comb(bits, flips) for flips in range(radius + 1))
+
+
+def _probe_work(bits: int, radius: int, rows: int) -> float:
+    """Expected bucket lookups plus candidate rows for probing one substring table."""
+    if radius < 0:
+        return 0.0
+    return _ball(bits, radius) * (1.0 + rows / 2**bits)
+
+
+def _probe_radii(layout: tuple[tuple[int, int], ...], radius: int, rows: int) -> list[int]:
+    """How many bits each substring's probes flip (-1: the table is not probed).
+
+    The radii plus one sum to ``radius + 1``: a row that differs from the query in more than
+    r_j bits of every probed substring j differs in at least radius + 1 bits in all, so every
+    row within ``radius`` is found (pigeonhole). The bits go one at a time to the table where
+    they add the least expected work.
+    """
+    radii = [-1] * len(layout)
+    for _ in range(radius + 1):
+        extra = [
+            _probe_work(bits, radii[j] + 1, rows) - _probe_work(bits, radii[j], rows)
+            for j, (_, bits) in enumerate(layout)
+        ]
+        radii[extra.index(min(extra))] += 1
+    return radii
+
+
+def _expected_work(layout: tuple[tuple[int, int], ...], radius: int, rows: int) -> float:
+    radii = _probe_radii(layout, radius, rows)
+    return sum(_probe_work(bits, r, rows) for (_, bits), r in zip(layout, radii, strict=True))
+
+
+def _choose_layout(rows: int) -> tuple[tuple[int, int], ...]:
+    """The substring layout with the least expected work per query hash at ``DEFAULT_RADIUS``.
+
+    Substrings of about log2(rows) bits keep buckets small: 16 of 16 bits up to a few hundred
+    thousand rows, 12 of 21-22 bits at a few million, 11 of 23-24 bits from about ten million.
+    Bucket offsets take 4 bytes per possible value, so a layout may have at most
+    ``STARTS_PER_ROW`` of them per row (at 20 million rows, 470 MB of them).
+    """
+    allowed = max(1 << 20, STARTS_PER_ROW * rows)
+    best: tuple[float, tuple[tuple[int, int], ...]] | None = None
+    for substrings in range(math.ceil(HASH_BITS / MAX_SUBSTRING_BITS), 17):
+        layout = _layout(substrings)
+        if sum(1 << bits for _, bits in layout) > allowed:
+            continue
+        work = _expected_work(layout, DEFAULT_RADIUS, rows)
+        if best is None or work < best[0]:
+            best = (work, layout)
+    assert best is not None  # 16 substrings of 16 bits always fit
+    return best[1]
+
+
+def _substring_values(words: np.ndarray, first: int, bits: int) -> np.ndarray:
+    """Bits first..first+bits-1 of each hash (rows of four little-endian 64-bit words)."""
+    word, shift = divmod(first, 64)
+    values = words[:, word] >> np.uint64(shift)
+    if shift + bits > 64:
+        values |= words[:, word + 1] << np.uint64(64 - shift)
+    return (values & np.uint64((1 << bits) - 1)).astype(np.uint32)
+
+
+@cache
+def _flip_masks(bits: int, radius: int) -> np.ndarray:
+    """Every value of ``bits`` bits with at most ``radius`` bits set, 0 first."""
     masks = [0]
-    for count in range(1, flips + 1):
-        for bits in itertools.combinations(range(SUBSTRING_BITS), count):
-            masks.append(sum(1 << bit for bit in bits))
-    return np.array(masks, dtype=np.int64)
+    for count in range(1, radius + 1):
+        for flipped in itertools.combinations(range(bits), count):
+            masks.append(sum(1 << bit for bit in flipped))
+    result = np.array(masks, dtype=np.int64)
+    result.flags.writeable = False
+    return result
 
 
-def _substring_keys(hashes: np.ndarray) -> np.ndarray:
-    """(n, 16) int64: substring j is bytes 2j and 2j+1 of the hash."""
-    return np.ascontiguousarray(hashes, dtype=np.uint8).view("<u2").astype(np.int64)
+def _words(hashes: np.ndarray) -> np.ndarray:
+    """(n, 32) uint8 hashes as (n, 4) little-endian 64-bit words (the same bits)."""
+    return np.ascontiguousarray(hashes, dtype=np.uint8).view("<u8")
 
 
 class FingerprintIndex:
     """Video ids and their PDQ hashes, searchable by Hamming distance with full recall."""
 
     def __init__(self) -> None:
-        self._hashes = np.zeros((0, HASH_BYTES), dtype=np.uint8)
-        self._video_ids = np.zeros(0, dtype=np.int64)
+        # Rows live in buffers with room to grow, so adding a video does not copy them all.
+        self._word_buffer = np.zeros((0, HASH_BYTES // 8), dtype="<u8")
+        self._id_buffer = np.zeros(0, dtype=np.int64)
+        self._words = self._word_buffer  # the rows held: views of the buffers
+        self._video_ids = self._id_buffer
         self._indexed = 0  # rows [0, indexed) are in the tables; the rest is the tail
-        self._order = np.zeros((SUBSTRINGS, 0), dtype=np.int32)
-        self._starts = np.zeros((SUBSTRINGS, (1 << SUBSTRING_BITS) + 1), dtype=np.int64)
+        self._built = 0  # rows at the last full build: the layout was chosen for them
+        self._layout: tuple[tuple[int, int], ...] = ()
+        # Table j holds the row numbers sorted by substring j, at [j * indexed, (j+1) * indexed)
+        # of one flat array, so that one np.take serves every probe of every table.
+        self._order = np.zeros(0, dtype=np.uint32)
+        # Table j's bucket for value v is _order[starts[bases[j] + v] : starts[bases[j] + v + 1]].
+        self._starts = np.zeros(0, dtype=np.uint32)
+        self._bases: list[int] = [0]
+        self._plans: dict[int, list[tuple[int, int, np.ndarray, int]] | None] = {}
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._video_ids) + sum(len(ids) for _, ids in self._pending)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the rows (with their room to grow) and the tables."""
+        arrays = (self._word_buffer, self._id_buffer, self._order, self._starts)
+        return sum(array.nbytes for array in arrays) + sum(
+            hashes.nbytes + ids.nbytes for hashes, ids in self._pending
+        )
 
     def add(self, video_id: int, hashes: np.ndarray) -> None:
         """Index ``hashes`` (n, 32) uint8 under ``video_id``."""
@@ -201,98 +314,182 @@ class FingerprintIndex:
         if len(video_ids) != len(hashes):
             raise ValueError("video_ids and hashes differ in length")
         if len(hashes):
-            self._pending.append(
-                (
-                    np.ascontiguousarray(hashes, dtype=np.uint8),
-                    np.asarray(video_ids, dtype=np.int64),
-                )
-            )
+            rows = (_words(hashes), np.asarray(video_ids, dtype=np.int64))
+            with self._lock:
+                self._pending.append(rows)
+
+    def _absorb_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        rows = len(self._video_ids)
+        needed = rows + sum(len(ids) for _, ids in pending)
+        if needed > len(self._id_buffer):
+            capacity = max(needed, len(self._id_buffer) * 5 // 4)
+            word_buffer = np.empty((capacity, HASH_BYTES // 8), dtype="<u8")
+            id_buffer = np.empty(capacity, dtype=np.int64)
+            word_buffer[:rows], id_buffer[:rows] = self._words, self._video_ids
+            self._word_buffer, self._id_buffer = word_buffer, id_buffer
+        for words, ids in pending:
+            self._word_buffer[rows : rows + len(ids)] = words
+            self._id_buffer[rows : rows + len(ids)] = ids
+            rows += len(ids)
+        self._words, self._video_ids = self._word_buffer[:rows], self._id_buffer[:rows]
 
     def _collect(self) -> None:
-        if self._pending:
-            self._hashes = np.concatenate([self._hashes, *(h for h, _ in self._pending)])
-            self._video_ids = np.concatenate([self._video_ids, *(v for _, v in self._pending)])
-            self._pending = []
+        self._absorb_pending()
         tail = len(self._video_ids) - self._indexed
-        if tail >= TAIL_MERGE_ROWS or (tail * 10 > max(self._indexed, 1) and tail > 1024):
-            self.build()
+        if tail >= TAIL_MERGE_ROWS or (tail * 10 > self._indexed and tail > 1024):
+            if self._indexed and len(self._video_ids) < 2 * self._built:
+                self._merge_tail()
+            else:
+                self._build()
 
     def build(self) -> None:
-        """Put every row in the substring tables (done on its own when the tail grows)."""
-        if self._pending:
-            self._pending, pending = [], self._pending
-            self._hashes = np.concatenate([self._hashes, *(h for h, _ in pending)])
-            self._video_ids = np.concatenate([self._video_ids, *(v for _, v in pending)])
-        # uint16 keys, not int64: at 10 million rows the difference is a gigabyte.
-        keys = np.ascontiguousarray(self._hashes).view("<u2")
-        order = np.empty((SUBSTRINGS, len(keys)), dtype=np.int32)
-        starts = np.empty((SUBSTRINGS, (1 << SUBSTRING_BITS) + 1), dtype=np.int64)
-        for j in range(SUBSTRINGS):
-            column = keys[:, j]
-            order[j] = np.argsort(column, kind="stable")
-            starts[j, 0] = 0
-            np.cumsum(np.bincount(column, minlength=1 << SUBSTRING_BITS), out=starts[j, 1:])
-        self._order, self._starts, self._indexed = order, starts, len(keys)
+        """Put every row in the substring tables, choosing their layout for the current size
+        (done on its own once the rows have doubled since the last build)."""
+        with self._lock:
+            self._build()
 
-    def _candidates(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows whose 16-bit substrings are within radius // 16 bits of a query's somewhere, in
-        one array grouped by query, and how many belong to each query.
+    def _build(self) -> None:
+        self._absorb_pending()
+        rows = len(self._video_ids)
+        if rows >= 2**32:
+            raise ValueError("the index holds at most 2**32 - 1 rows")
+        layout = _choose_layout(rows)
+        order = np.empty(len(layout) * rows, dtype=np.uint32)
+        bases = list(itertools.accumulate(((1 << bits) + 1 for _, bits in layout), initial=0))
+        starts = np.empty(bases[-1], dtype=np.uint32 if len(order) < 2**32 else np.int64)
+        numbers = np.arange(rows, dtype=np.uint64)
+        for j, (first, bits) in enumerate(layout):
+            values = _substring_values(self._words, first, bits)
+            # Sorting (value << 32 | row) as one uint64 is several times faster than argsort.
+            packed = (values.astype(np.uint64) << np.uint64(32)) | numbers
+            packed.sort()
+            order[j * rows : (j + 1) * rows] = packed  # the low 32 bits: the row
+            del packed
+            block = starts[bases[j] : bases[j + 1]]
+            block[0] = 0
+            np.cumsum(np.bincount(values, minlength=1 << bits).astype(block.dtype), out=block[1:])
+            block += j * rows
+        self._order, self._starts, self._bases, self._layout = order, starts, bases, layout
+        self._indexed = self._built = rows
+        self._plans = {}
 
-        A row close to a query on several substrings comes more than once; that is harmless.
-        """
-        masks = _probe_masks(radius // SUBSTRINGS)
-        keys = _substring_keys(queries)  # (q, 16)
-        probes = (keys[:, :, None] ^ masks[None, None, :]).reshape(len(queries), -1)
-        table = np.broadcast_to(
-            np.repeat(np.arange(SUBSTRINGS), len(masks))[None, :], probes.shape
-        ).ravel()
-        flat_probes = table * self._starts.shape[1] + probes.ravel()
-        starts = self._starts.ravel()
-        begin = np.take(starts, flat_probes)
-        lengths = np.take(starts, flat_probes + 1) - begin
-        per_query = lengths.reshape(len(queries), -1).sum(axis=1)
-        total = int(per_query.sum())
+    def _merge_tail(self) -> None:
+        """Insert the tail's rows into the tables (same layout): one pass over each table
+        instead of sorting it again."""
+        old, rows = self._indexed, len(self._video_ids)
+        tail = self._words[old:]
+        order = np.empty(len(self._layout) * rows, dtype=np.uint32)
+        starts = self._starts.astype(np.uint32 if len(order) < 2**32 else np.int64)
+        for j, (first, bits) in enumerate(self._layout):
+            values = _substring_values(tail, first, bits)
+            by_value = np.argsort(values, kind="stable")
+            block = starts[self._bases[j] : self._bases[j + 1]]
+            # After the last old row of each value, so the table stays sorted by value.
+            at = block[values[by_value].astype(np.int64) + 1].astype(np.int64) - j * old
+            order[j * rows : (j + 1) * rows] = np.insert(
+                self._order[j * old : (j + 1) * old], at, (by_value + old).astype(np.uint32)
+            )
+            # Each offset moves by the tail rows of smaller values and the longer tables before.
+            moved = np.zeros(len(block), dtype=block.dtype)
+            np.add.at(moved, values.astype(np.int64) + 1, 1)
+            np.cumsum(moved, out=moved)
+            moved += j * (rows - old)
+            block += moved
+        self._order, self._starts, self._indexed = order, starts, rows
+        self._plans = {}
+
+    def _plan(self, radius: int) -> list[tuple[int, int, np.ndarray, int]] | None:
+        """Per probed table: its substring, the masks its probes flip and where its offsets
+        begin; None where probing would cost more than scanning every row."""
+        if radius not in self._plans:
+            rows = self._indexed
+            plan = None
+            if rows and _expected_work(self._layout, radius, rows) < rows:
+                radii = _probe_radii(self._layout, radius, rows)
+                plan = [
+                    (first, bits, _flip_masks(bits, flips), base)
+                    for (first, bits), flips, base in zip(
+                        self._layout, radii, self._bases[:-1], strict=True
+                    )
+                    if flips >= 0
+                ]
+            self._plans[radius] = plan
+        return self._plans[radius]
+
+    def _probe(
+        self, queries: np.ndarray, plan: list[tuple[int, int, np.ndarray, int]], radius: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows within ``radius`` of a query found through the tables, and their distances
+        (a row close to a query on several substrings may come more than once)."""
+        probes = np.concatenate(
+            [
+                (_substring_values(queries, first, bits).astype(np.int64)[:, None] ^ masks) + base
+                for first, bits, masks, base in plan
+            ],
+            axis=1,
+        )
+        per_query = probes.shape[1]
+        probes = probes.ravel()  # grouped by query
+        begin = np.take(self._starts, probes).astype(np.int64)
+        lengths = np.take(self._starts, probes + 1).astype(np.int64) - begin
+        ends = np.cumsum(lengths)
+        total = int(ends[-1])
         if total == 0:
-            return np.zeros(0, dtype=np.int64), per_query
-        # Positions begin..end-1 of every probed bucket, gathered without a Python loop, as
-        # flat indices into the (16, rows) order table.
-        offsets = np.repeat(begin - (np.cumsum(lengths) - lengths) + table * self._indexed, lengths)
-        rows = np.take(self._order.ravel(), np.arange(total) + offsets)
-        return rows, per_query
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # Positions begin..end-1 of every probed bucket, gathered without a Python loop.
+        positions = np.repeat(begin - (ends - lengths), lengths) + np.arange(total)
+        rows = np.take(self._order, positions)
+        candidates_per_query = np.diff(ends[per_query - 1 :: per_query], prepend=0)
+        query_of = np.repeat(np.arange(len(queries)), candidates_per_query)
+        distances = hamming(np.take(self._words, rows, axis=0), np.take(queries, query_of, axis=0))
+        close = distances <= radius
+        return rows[close].astype(np.int64), distances[close]
+
+    def _scan(self, queries: np.ndarray, begin: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows from ``begin`` on within ``radius`` of a query, compared one by one."""
+        stored = self._words[begin:]
+        found_rows, found_distances = [], []
+        for query in queries:
+            distances = hamming(stored, query)
+            close = np.flatnonzero(distances <= radius)
+            found_rows.append(close + begin)
+            found_distances.append(distances[close])
+        return np.concatenate(found_rows), np.concatenate(found_distances)
 
     def search(self, hashes: np.ndarray, radius: int = DEFAULT_RADIUS) -> list[tuple[int, int]]:
         """Every video with a row within ``radius`` of one of ``hashes``: (video_id, distance),
         the smallest distance per video, nearest first (ties by video id)."""
-        queries = np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, HASH_BYTES)
-        if not 0 <= radius < 256:
-            raise ValueError(f"radius must be in [0, 256) (got {radius})")
+        queries = _words(np.asarray(hashes, dtype=np.uint8).reshape(-1, HASH_BYTES))
+        if not 0 <= radius < HASH_BITS:
+            raise ValueError(f"radius must be in [0, {HASH_BITS}) (got {radius})")
+        with self._lock:
+            return self._search(queries, radius)
+
+    def _search(self, queries: np.ndarray, radius: int) -> list[tuple[int, int]]:
         self._collect()
         total_rows = len(self._video_ids)
         if len(queries) == 0 or total_rows == 0:
             return []
-        if radius // SUBSTRINGS > 2:
-            # Too many probes to beat a scan: compare with every row.
-            rows, per_query = np.zeros(0, dtype=np.int64), np.zeros(len(queries), dtype=np.int64)
-            tail = np.arange(total_rows)
+        plan = self._plan(radius)
+        if plan is None:
+            found = [self._scan(queries, 0, radius)]
         else:
-            rows, per_query = self._candidates(queries, radius)
-            tail = np.arange(self._indexed, total_rows)
-        # 64-bit words and np.take: several times faster than fancy-indexing 32-byte rows.
-        stored = self._hashes.view(np.uint64)
-        query_words = queries.view(np.uint64)
-        found_rows, found_distances = [], []
-        end = 0
-        for number, count in enumerate(per_query.tolist()):
-            begin, end = end, end + count
-            candidates = np.concatenate([rows[begin:end], tail]) if len(tail) else rows[begin:end]
-            distances = hamming(np.take(stored, candidates, axis=0), query_words[number])
-            close = distances <= radius
-            found_rows.append(candidates[close])
-            found_distances.append(distances[close])
-        video_ids = self._video_ids[np.concatenate(found_rows)]
-        distances = np.concatenate(found_distances)
-        if len(video_ids) == 0:
+            # A batch at a time: a 100-hash query's temporaries (tens of MB) came from fresh
+            # pages on every search, a third of its time spent in page faults.
+            found = [
+                self._probe(queries[begin : begin + PROBE_BATCH], plan, radius)
+                for begin in range(0, len(queries), PROBE_BATCH)
+            ]
+            if self._indexed < total_rows:
+                found.append(self._scan(queries, self._indexed, radius))
+        rows = np.concatenate([batch_rows for batch_rows, _ in found])
+        distances = np.concatenate([batch_distances for _, batch_distances in found])
+        if len(rows) == 0:
             return []
+        video_ids = self._video_ids[rows]
         # The smallest distance per video: sort by (video, distance), keep each video's first.
         order = np.lexsort((distances, video_ids))
         video_ids, distances = video_ids[order], distances[order]
@@ -302,9 +499,11 @@ class FingerprintIndex:
 
     def save(self, path: str | Path) -> None:
         """Write the rows to ``path`` (an .npz file); the tables are rebuilt on load."""
-        self._collect()
+        with self._lock:
+            self._absorb_pending()
+            hashes, video_ids = self._words.view(np.uint8), self._video_ids
         with open(path, "wb") as file:
-            np.savez(file, hashes=self._hashes, video_ids=self._video_ids)
+            np.savez(file, hashes=hashes, video_ids=video_ids)
 
     @classmethod
     def load(cls, path: str | Path) -> FingerprintIndex:
