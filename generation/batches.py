@@ -141,7 +141,8 @@ def batch_process_chunk(*, batch_id: object) -> bool:
     chunk = settings.REELCAST_BATCH_CHUNK_ROWS
     with transaction.atomic():
         batch = (
-            Batch.objects.select_for_update()
+            # of=("self",): PostgreSQL cannot lock the nullable side of the outer joins
+            Batch.objects.select_for_update(of=("self",))
             .select_related("tenant", "template", "template_version", "created_by", "created_by_key")
             .filter(pk=batch_id, state=Batch.State.CREATING)
             .first()
@@ -218,7 +219,7 @@ def batch_check_complete(*, batch_id: object) -> Batch | None:
 
     with transaction.atomic():
         batch = (
-            Batch.objects.select_for_update()
+            Batch.objects.select_for_update(of=("self",))
             .filter(pk=batch_id, state=Batch.State.RUNNING)
             .select_related("tenant")
             .first()
