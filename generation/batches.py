@@ -122,7 +122,10 @@ def _reasons(exc: Exception) -> dict[str, str]:
     if isinstance(exc, ValidationError):
         detail = exc.detail
         if isinstance(detail, dict):
-            return {str(k): " ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in detail.items()}
+            return {
+                str(k): " ".join(map(str, v)) if isinstance(v, list) else str(v)
+                for k, v in detail.items()
+            }
         return {"row": " ".join(map(str, detail)) if isinstance(detail, list) else str(detail)}
     if isinstance(exc, APIException):
         code = getattr(exc, "code", None) or exc.default_code
@@ -143,7 +146,9 @@ def batch_process_chunk(*, batch_id: object) -> bool:
         batch = (
             # of=("self",): PostgreSQL cannot lock the nullable side of the outer joins
             Batch.objects.select_for_update(of=("self",))
-            .select_related("tenant", "template", "template_version", "created_by", "created_by_key")
+            .select_related(
+                "tenant", "template", "template_version", "created_by", "created_by_key"
+            )
             .filter(pk=batch_id, state=Batch.State.CREATING)
             .first()
         )
@@ -153,9 +158,7 @@ def batch_process_chunk(*, batch_id: object) -> bool:
         mapping = batch.columns
         variables = batch.template_version.variables
         duplicates = rosters.DuplicateTracker()
-        done = set(
-            Job.objects.filter(batch=batch).values_list("batch_row", flat=True)
-        )
+        done = set(Job.objects.filter(batch=batch).values_list("batch_row", flat=True))
         start, errors = batch.processed_rows, []
         for index, row in enumerate(roster.rows()):
             if index >= start + chunk:
@@ -308,7 +311,9 @@ def batch_results_csv(*, batch: Batch) -> bytes:
     for problem in batch.errors:
         reasons = "; ".join(f"{k}: {v}" for k, v in problem["reasons"].items())
         blanks = [""] * len(value_columns)
-        lines.append((problem["row"], [problem["row"], "", "", *blanks, "", "rejected", "", "", reasons]))
+        lines.append(
+            (problem["row"], [problem["row"], "", "", *blanks, "", "rejected", "", "", reasons])
+        )
     lines.sort(key=lambda item: item[0])
     return rosters.write_csv(header, (line for _, line in lines))
 

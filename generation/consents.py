@@ -124,9 +124,7 @@ def consent_create(
     if not consented_by or len(consented_by) > 200:
         errors["consented_by"] = "Who gave the consent: 1-200 characters."
     if relationship not in ConsentRecord.Relationship.values:
-        errors["relationship"] = (
-            f"Must be one of {', '.join(ConsentRecord.Relationship.values)}."
-        )
+        errors["relationship"] = f"Must be one of {', '.join(ConsentRecord.Relationship.values)}."
     elif subject_is_minor and relationship == ConsentRecord.Relationship.SELF:
         errors["relationship"] = "A minor's consent must come from a parent or guardian."
     granted_at = granted_at or now
@@ -231,7 +229,10 @@ def consent_for_job(
             raise ConsentRequired("No such consent record.", code="consent_invalid")
     else:
         record = (
-            valid_consents(tenant=tenant).filter(subject_ref=end_user).order_by("-created_at").first()
+            valid_consents(tenant=tenant)
+            .filter(subject_ref=end_user)
+            .order_by("-created_at")
+            .first()
             if end_user
             else None
         )

@@ -186,7 +186,7 @@ def resolve_style(*, tenant: Tenant, style: Any) -> tuple[StylePresetSpec | None
     if not style:
         return None, {}
     if not isinstance(style, dict):
-        return None, {"style": "An object: {\"preset\": name} or camera/lighting/look/negative."}
+        return None, {"style": 'An object: {"preset": name} or camera/lighting/look/negative.'}
     if "preset" in style:
         name = style["preset"]
         if set(style) != {"preset"}:
@@ -367,9 +367,7 @@ def template_preview(
     for var in version.variables:
         if var["name"] not in supplied and var["type"] != "image":
             sample[var["name"]] = var.get("default", "{" + var["name"] + "}")
-    cleaned, errors = clean_values(
-        [{**v, "required": False} for v in version.variables], supplied
-    )
+    cleaned, errors = clean_values([{**v, "required": False} for v in version.variables], supplied)
     if errors:
         raise ValidationError(errors)
     spec = registry.get_model(version.model)
@@ -394,9 +392,7 @@ def template_preview(
         raise ValidationError({"prompt": str(exc)}) from None
     return {
         "title": plan.title,
-        "shots": [
-            {k: v for k, v in shot.as_dict().items() if k != "seed"} for shot in plan.shots
-        ],
+        "shots": [{k: v for k, v in shot.as_dict().items() if k != "seed"} for shot in plan.shots],
         "tags": plan.tags,
         "requires_consent": version.requires_consent,
     }

@@ -52,7 +52,9 @@ def _snapshot(other_tenant):
         list(Job.objects.filter(tenant=other_tenant).values_list("state", "cancel_requested_at")),
         list(ApiKey.objects.filter(tenant=other_tenant).values_list("revoked_at", flat=True)),
         Template.objects.get(tenant=other_tenant).versions.count(),
-        list(ConsentRecord.objects.filter(tenant=other_tenant).values_list("revoked_at", flat=True)),
+        list(
+            ConsentRecord.objects.filter(tenant=other_tenant).values_list("revoked_at", flat=True)
+        ),
         list(StylePreset.objects.filter(tenant=other_tenant).values_list("name", "look")),
         Batch.objects.filter(tenant=other_tenant).count(),
     )

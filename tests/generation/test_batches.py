@@ -28,12 +28,16 @@ def _upload(api, template, data: bytes, filename: str = "class.csv", **extra):
     upload = io.BytesIO(data)
     upload.name = filename
     return api.post(
-        "/api/v1/batches/", {"template": str(template.id), "file": upload, **extra}, format="multipart"
+        "/api/v1/batches/",
+        {"template": str(template.id), "file": upload, **extra},
+        format="multipart",
     )
 
 
 def _class_list(n: int) -> list[list[str]]:
-    return [["name", "virtue"]] + [[f"Pupil {chr(65 + i // 26)}{chr(65 + i % 26)}", "courage"] for i in range(n)]
+    return [["name", "virtue"]] + [
+        [f"Pupil {chr(65 + i // 26)}{chr(65 + i % 26)}", "courage"] for i in range(n)
+    ]
 
 
 def test_a_40_row_roster_with_3_bad_rows_makes_37_jobs_and_reports_3_rows(

@@ -42,7 +42,11 @@ def test_the_character_is_the_same_in_every_shot_and_the_name_is_data(api, tenan
 
     response = api.post(
         "/api/v1/jobs/",
-        {"template": str(template.id), "values": {"name": "Zoë O'Brien"}, "consent": str(consent.id)},
+        {
+            "template": str(template.id),
+            "values": {"name": "Zoë O'Brien"},
+            "consent": str(consent.id),
+        },
         format="json",
     )
 
@@ -146,7 +150,10 @@ def test_reference_images_are_verified_upright_and_stripped(api, tenant):
             "fps": 8,
             "duration_s": 1,
             "reference_images": [
-                {"role": "product", "image": _data_url(_png(size=(60, 40), exif_orientation=6), "image/jpeg")}
+                {
+                    "role": "product",
+                    "image": _data_url(_png(size=(60, 40), exif_orientation=6), "image/jpeg"),
+                }
             ],
         },
         format="json",
@@ -201,7 +208,10 @@ def test_an_end_users_photo_is_deleted_with_its_video_after_the_photo_retention(
         format="json",
     ).json()
     without = run_on_commit(
-        api.post, "/api/v1/jobs/", {"template": str(plain.id), "values": {"name": "Bo"}}, format="json"
+        api.post,
+        "/api/v1/jobs/",
+        {"template": str(plain.id), "values": {"name": "Bo"}},
+        format="json",
     ).json()
     photo_job = Job.objects.get(pk=with_photo["id"])
     assert photo_job.has_photo and photo_job.state == "succeeded"
