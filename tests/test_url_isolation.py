@@ -268,3 +268,32 @@ def test_collections_never_show_another_tenants_ids(tenant, other_tenant, foreig
             body = response.content.decode("utf-8", "replace")
             leaks += [f"{route} as {who} shows {s}" for s in secrets if s in body]
     assert leaks == []
+
+
+def test_every_page_refuses_a_post_without_a_csrf_token(tenant, other_tenant, foreign):
+    """Signed in, but posting from another site: every dashboard, account and console route
+    (own and missing ids alike) answers 403 before the view runs, and nothing changes."""
+    from django.test import Client
+
+    user = factories.make_member(tenant, role=Role.OWNER)
+    user.is_staff = user.is_superuser = True  # the console's routes too
+    user.save()
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    before = (_snapshot(tenant), _snapshot(other_tenant))
+    refused = []
+    for route, pattern in _routes():
+        if not route.startswith(("app/", "console/", "accounts/", "i18n/")):
+            continue
+        if pattern.name in ("logout",):
+            continue
+        values = {
+            p: _missing(foreign[key]) if (key := _object_key(pattern.name, p)) else "no-such-token"
+            for p in _params(route, pattern)
+        }
+        response = browser.post(_url(route, values), {"reason": "x", "name": "y"})
+        refused.append((route, response.status_code))
+    assert refused and all(status == 403 for _, status in refused), [
+        r for r in refused if r[1] != 403
+    ]
+    assert (_snapshot(tenant), _snapshot(other_tenant)) == before
