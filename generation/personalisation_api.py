@@ -11,7 +11,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from config.api import CreatedCursorPagination, StrictSerializer
-from generation import batches, consents
+from generation import batches, consents, services
 from generation.api import template_for
 from generation.models import Batch, ConsentRecord, StylePreset
 from tenants.models import Role
@@ -176,7 +176,9 @@ class StylePresetViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     def create(self, request):
         body = StylePresetWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        preset = _style_save(self.tenant_context.tenant, body.validated_data, create=True)
+        preset = services.style_preset_save(
+            tenant=self.tenant_context.tenant, fields=dict(body.validated_data), create=True
+        )
         return Response(StylePresetSerializer(preset).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=StylePresetWriteSerializer, responses={200: StylePresetSerializer})
@@ -184,19 +186,15 @@ class StylePresetViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         preset = self.get_object()
         body = StylePresetWriteSerializer(data={**request.data, "name": preset.name})
         body.is_valid(raise_exception=True)
-        preset = _style_save(self.tenant_context.tenant, body.validated_data, create=False)
+        preset = services.style_preset_save(
+            tenant=self.tenant_context.tenant, fields=dict(body.validated_data), create=False
+        )
         return Response(StylePresetSerializer(preset).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, name=None):
-        self.get_object().delete()
+        services.style_preset_delete(preset=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-def _style_save(tenant, data: dict, *, create: bool) -> StylePreset:
-    from generation.services import style_preset_save
-
-    return style_preset_save(tenant=tenant, fields=dict(data), create=create)
 
 
 # --- batches ----------------------------------------------------------------------------------

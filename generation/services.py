@@ -353,6 +353,32 @@ def style_preset_save(*, tenant: Tenant, fields: dict[str, Any], create: bool) -
     return preset
 
 
+def _version_plan(
+    version: TemplateVersion, *, script: str, style: StylePresetSpec | None, **plan: Any
+) -> Plan:
+    """The shot plan of ``version`` (its negative prompt, title, character and product) for a
+    script and values; a script that cannot be split is a 400 on ``prompt``."""
+    try:
+        return compile_plan(
+            prompt=script,
+            negative_prompt=version.negative_prompt,
+            title=version.title,
+            character=version.character,
+            product=version.product,
+            style=style,
+            **plan,
+        )
+    except ScriptError as exc:
+        raise ValidationError({"prompt": str(exc)}) from None
+
+
+def style_preset_delete(*, preset: StylePreset) -> None:
+    """Remove a tenant's preset. Versions that named it keep their text in jobs already made;
+    new jobs from such a version are refused with the unknown-preset error until it is set
+    again."""
+    preset.delete()
+
+
 def template_preview(
     *, template: Template, values: dict[str, Any] | None, duration_s: float | None = None
 ) -> dict[str, Any]:
@@ -374,22 +400,16 @@ def template_preview(
     style, style_errors = resolve_style(tenant=template.tenant, style=version.style)
     if style_errors:
         raise ValidationError(style_errors)
-    try:
-        plan = compile_plan(
-            prompt=version.prompt,
-            negative_prompt=version.negative_prompt,
-            title=version.title,
-            values={**sample, **cleaned.values},
-            spec=spec,
-            fps=version.fps,
-            duration_s=duration_s or version.duration_s,
-            seed=0,
-            character=version.character,
-            product=version.product,
-            style=style,
-        )
-    except ScriptError as exc:
-        raise ValidationError({"prompt": str(exc)}) from None
+    plan = _version_plan(
+        version,
+        script=version.prompt,
+        values={**sample, **cleaned.values},
+        spec=spec,
+        fps=version.fps,
+        duration_s=duration_s or version.duration_s,
+        seed=0,
+        style=style,
+    )
     return {
         "title": plan.title,
         "shots": [{k: v for k, v in shot.as_dict().items() if k != "seed"} for shot in plan.shots],
@@ -526,23 +546,17 @@ def job_create(
     ]
     plan: Plan | None = None
     if not errors:
-        try:
-            plan = compile_plan(
-                prompt=script,
-                negative_prompt=version.negative_prompt,
-                title=version.title,
-                values=cleaned.values,
-                spec=spec,
-                fps=fps,
-                duration_s=duration_s,
-                seed=seed,
-                character=version.character,
-                product=version.product,
-                style=style,
-                names=person_names,
-            )
-        except ScriptError as exc:
-            raise ValidationError({"prompt": str(exc)}) from None
+        plan = _version_plan(
+            version,
+            script=script,
+            values=cleaned.values,
+            spec=spec,
+            fps=fps,
+            duration_s=duration_s,
+            seed=seed,
+            style=style,
+            names=person_names,
+        )
         errors.update(
             registry.geometry_errors(
                 spec,
