@@ -318,7 +318,16 @@ REELCAST_WATERMARK_KEY = env_str("REELCAST_WATERMARK_KEY", "")
 REELCAST_C2PA_DIR = env_str("REELCAST_C2PA_DIR", str(VAR_DIR / "c2pa"))
 # Generate a development chain there when none exists (never in production).
 REELCAST_C2PA_DEV_CHAIN = env_bool("REELCAST_C2PA_DEV_CHAIN", DEBUG)
+# An RFC 3161 time-stamp authority that countersigns every C2PA signature ("" = no time stamp).
+# When set, a video whose time stamp fails is not delivered: its job fails.
+REELCAST_C2PA_TSA_URL = env_str("REELCAST_C2PA_TSA_URL", "")
 REELCAST_TRACE_MAX_FRAMES = env_int("REELCAST_TRACE_MAX_FRAMES", 240)
+# The trace index's snapshots, mapped read-only by every process of a host (share it between
+# hosts, or each web host builds its own at its first trace). A new one is written every 15
+# minutes once this many fingerprint rows (about 20 a video) were delivered after the last, or
+# records in it were deleted.
+REELCAST_TRACE_INDEX_DIR = env_str("REELCAST_TRACE_INDEX_DIR", str(VAR_DIR / "trace-index"))
+REELCAST_TRACE_INDEX_TAIL_ROWS = env_int("REELCAST_TRACE_INDEX_TAIL_ROWS", 200_000)
 
 # --- tenant webhooks and live status ---------------------------------------------------------
 # Private, loopback and link-local webhook targets are refused unless this is on (tests only).

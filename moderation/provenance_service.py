@@ -4,9 +4,11 @@ None of it is optional per tenant. The pure algorithms live in moderation/proven
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import io
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection
 
 from moderation.models import ProvenanceRecord
 from moderation.provenance.c2pa_sign import ManifestFields, Signer, sign_mp4
@@ -80,8 +82,12 @@ def ensure_dev_chain() -> Path:
 _signer_lock = threading.Lock()
 
 
-@cache
 def _signer() -> Signer:
+    return _signer_for(settings.REELCAST_C2PA_TSA_URL)
+
+
+@cache  # one per authority, so an overridden REELCAST_C2PA_TSA_URL (tests) is the one used
+def _signer_for(timestamp_url: str) -> Signer:
     directory = c2pa_dir()
     if not (directory / "signing-chain.pem").exists():
         if not settings.REELCAST_C2PA_DEV_CHAIN:
@@ -90,7 +96,7 @@ def _signer() -> Signer:
                 "signing-key.pem and root-ca.pem there (or allow a development chain)."
             )
         ensure_dev_chain()
-    return Signer(load_credentials(directory))
+    return Signer(load_credentials(directory), timestamp_url=timestamp_url or None)
 
 
 def seal(job, mp4: bytes, hooks: ProvenanceHooks) -> bytes:
@@ -121,48 +127,119 @@ def provenance_record(*, job, hooks: ProvenanceHooks, extra_hashes=()) -> Proven
             "c2pa_signed": True,
         },
     )
-    transaction.on_commit(lambda: _index().add(record))
-    return record
+    return record  # the trace index reads it from the database on the next trace
+
+
+def trace_index_dir() -> Path:
+    return Path(settings.REELCAST_TRACE_INDEX_DIR)
+
+
+def _stored_index() -> tuple[FingerprintIndex, int, int]:
+    """Every stored fingerprint in one index: (index, records, the last record id)."""
+    index, records, last_id = FingerprintIndex(), 0, 0
+    rows = ProvenanceRecord.objects.order_by("pk").values_list("pk", "fingerprint")
+    for pk, fingerprint in rows.iterator(chunk_size=2000):  # unscoped: the operator's index
+        hashes = np.frombuffer(bytes(fingerprint), dtype=np.uint8).reshape(-1, 32)
+        if len(hashes):
+            index.add(pk, hashes)
+        records, last_id = records + 1, pk
+    return index, records, last_id
+
+
+def trace_index_snapshot(*, force: bool = False) -> Path | None:
+    """Write a snapshot of the trace index when the current one is missing or stale: at least
+    ``REELCAST_TRACE_INDEX_TAIL_ROWS`` rows were delivered after it, or records it holds were
+    deleted. One process at a time builds (a file lock); returns the new snapshot, or None
+    where the current one is still good."""
+    directory = trace_index_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # others wait, then find it fresh
+        if not force and not _snapshot_stale(directory):
+            return None
+        index, records, last_id = _stored_index()
+        folder = index.write_snapshot(directory, meta={"records": records, "last_id": last_id})
+        logger.info("trace index snapshot %s: %d records, %d rows", folder, records, len(index))
+        return folder
+
+
+def _snapshot_stale(directory: Path) -> bool:
+    folder = FingerprintIndex.current_snapshot(directory)
+    if folder is None:
+        return True
+    meta = json.loads((folder / "header.json").read_text())["meta"]
+    stored = ProvenanceRecord.objects.all()  # unscoped: the operator's index
+    if stored.filter(pk__lte=meta["last_id"]).count() < meta["records"]:
+        return True  # deleted since: their rows would keep being searched
+    newer = stored.filter(pk__gt=meta["last_id"]).values_list("fingerprint", flat=True)
+    tail_rows = sum(len(fingerprint) // 32 for fingerprint in newer.iterator())
+    return tail_rows >= settings.REELCAST_TRACE_INDEX_TAIL_ROWS
 
 
 class _LiveIndex:
-    """The fingerprint index of this process, filled from the database and kept current.
+    """This process's view of the trace index: the host's current snapshot, mapped read-only
+    and shared with every other process (built here only when there is none), and a small
+    index of what was delivered after it, read from the database on each trace.
 
-    New rows are added incrementally; when the table no longer matches what was loaded (rows
-    deleted with their jobs, or ids reused) the index is rebuilt from scratch.
+    A snapshot may still hold rows of records deleted since it was written; the trace drops
+    matches without a record, and the next snapshot leaves them out.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._reset()
-
-    def _reset(self) -> None:
-        self.index = FingerprintIndex()
+        self.snapshot: FingerprintIndex | None = None
+        self.snapshot_folder: Path | None = None
+        self.tail = FingerprintIndex()
         self.last_id = 0
-        self.loaded = 0
+        self.builder: threading.Thread | None = None
 
-    def refresh(self) -> FingerprintIndex:
-        rows = ProvenanceRecord.objects.all()  # unscoped: the operator's trace index
+    def refresh(self) -> _LiveIndex:
+        directory = trace_index_dir()
         with self.lock:
-            for pk, fingerprint in (
-                rows.filter(pk__gt=self.last_id).order_by("pk").values_list("pk", "fingerprint")
-            ):
-                self._add(pk, fingerprint)
-            if rows.count() != self.loaded:  # something was deleted or an id was reused
-                self._reset()
-                for pk, fingerprint in rows.order_by("pk").values_list("pk", "fingerprint"):
-                    self._add(pk, fingerprint)
-            return self.index
+            folder = FingerprintIndex.current_snapshot(directory)
+            if folder is None:
+                trace_index_snapshot()
+                folder = FingerprintIndex.current_snapshot(directory)
+            if folder != self.snapshot_folder:
+                self.snapshot, meta = FingerprintIndex.open_snapshot(folder)
+                self.snapshot_folder, self.tail, self.last_id = folder, FingerprintIndex(), 0
+                self.last_id = meta["last_id"]
+            newer = ProvenanceRecord.objects.filter(pk__gt=self.last_id)  # unscoped: index
+            for pk, fingerprint in newer.order_by("pk").values_list("pk", "fingerprint"):
+                hashes = np.frombuffer(bytes(fingerprint), dtype=np.uint8).reshape(-1, 32)
+                if len(hashes):
+                    self.tail.add(pk, hashes)
+                self.last_id = pk
+            if len(self.tail) >= settings.REELCAST_TRACE_INDEX_TAIL_ROWS:
+                self._snapshot_in_background()
+        return self
 
-    def add(self, record: ProvenanceRecord) -> None:
-        self.refresh()
+    def _snapshot_in_background(self) -> None:
+        """Where no scheduled task writes this host's snapshots (a web host with its own
+        folder), the process that sees the tail outgrow its limit writes the next one, in a
+        thread: this trace goes on with the tail, a later one switches to the new snapshot."""
+        if self.builder is not None and self.builder.is_alive():
+            return
 
-    def _add(self, pk: int, fingerprint: bytes) -> None:
-        hashes = np.frombuffer(bytes(fingerprint), dtype=np.uint8).reshape(-1, 32)
-        if len(hashes):
-            self.index.add(pk, hashes)
-        self.last_id = max(self.last_id, pk)
-        self.loaded += 1
+        def build() -> None:
+            try:
+                trace_index_snapshot()
+            except Exception:
+                logger.exception("the trace index snapshot could not be written")
+            finally:
+                connection.close()  # this thread's own database connection
+
+        self.builder = threading.Thread(target=build, name="trace-index-snapshot", daemon=True)
+        self.builder.start()
+
+    def search(self, hashes: np.ndarray, radius: int) -> list[tuple[int, int]]:
+        """(record id, distance) of every video within ``radius``, nearest first."""
+        best: dict[int, int] = {}
+        for index in (self.snapshot, self.tail):
+            if index is not None:
+                for video_id, distance in index.search(hashes, radius=radius):
+                    best[video_id] = min(distance, best.get(video_id, distance))
+        return sorted(best.items(), key=lambda item: (item[1], item[0]))
 
 
 @cache
@@ -208,9 +285,18 @@ def provenance_trace(*, data: bytes) -> TraceAnswer:
             .filter(watermark_payload=result.watermark_payload)
             .first()
         )
-    ids = [video_id for video_id, _ in result.matches[:20]]
+    return TraceAnswer(
+        watermark_record=exact, matches=matched_records(result.matches), result=result
+    )
+
+
+def matched_records(
+    matches: list[tuple[int, int]], *, limit: int = 20
+) -> list[tuple[ProvenanceRecord, int]]:
+    """The records of the nearest ``limit`` fingerprint matches. A snapshot may still hold
+    records deleted since it was written: they are left out."""
+    ids = [video_id for video_id, _ in matches[: limit * 10]]
     records = ProvenanceRecord.objects.select_related(  # unscoped: operator's trace tool
         "job", "tenant", "job__template"
     ).in_bulk(ids)
-    matches = [(records[i], d) for i, d in result.matches[:20] if i in records]
-    return TraceAnswer(watermark_record=exact, matches=matches, result=result)
+    return [(records[i], d) for i, d in matches[: limit * 10] if i in records][:limit]

@@ -89,9 +89,11 @@ def run_on_commit(django_capture_on_commit_callbacks):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_trace_index():
+def _fresh_trace_index(settings, tmp_path):
     """Each test's database is rolled back, and SQLite then hands the same ids out again: a
-    per-process trace index must not carry rows from one test into the next."""
+    per-process trace index, and its snapshot, must not carry rows from one test into the
+    next."""
+    settings.REELCAST_TRACE_INDEX_DIR = str(tmp_path / "trace-index")
     yield
     from moderation.provenance_service import _index
 

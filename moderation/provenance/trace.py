@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from moderation.provenance.fingerprint import (
     DEFAULT_RADIUS,
     QUERY_MAX_FRAMES,
-    FingerprintIndex,
     VideoHasher,
 )
 from moderation.provenance.watermark import DEFAULT_MAX_FRAMES, Detection, Extractor
+
+
+class Searchable(Protocol):
+    """A fingerprint index (``FingerprintIndex``, or a snapshot with what came after it)."""
+
+    def search(self, hashes: np.ndarray, radius: int) -> list[tuple[int, int]]: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ def trace(
     fps: float,
     *,
     key: bytes,
-    index: FingerprintIndex,
+    index: Searchable,
     radius: int = DEFAULT_RADIUS,
     max_watermark_frames: int = DEFAULT_MAX_FRAMES,
 ) -> TraceResult:

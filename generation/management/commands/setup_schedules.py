@@ -17,6 +17,8 @@ SCHEDULES = [
     ("reelcast-resume-batches", "generation.tasks.resume_stalled_batches", 5),  # lost chunks
     ("reelcast-deliver-webhooks", "tenants.tasks.deliver_due_webhooks", 1),  # due retries
     ("reelcast-sweep-webhooks", "tenants.tasks.sweep_webhooks", 24 * 60),
+    # the trace index's shared snapshot, written again once stale (see provenance_service)
+    ("reelcast-trace-index-snapshot", "moderation.tasks.snapshot_trace_index", 15),
 ]
 
 
