@@ -112,13 +112,39 @@ def usage_record(
         return 0
     ids = [r.id for r in rows]
     with transaction.atomic():
+        failed = _failed_job_error(job_id)
         existing = set(UsageEvent.objects.filter(pk__in=ids).values_list("pk", flat=True))
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
         new_ids = [r.id for r in rows if r.id not in existing]
         if new_ids:
             outbox_enqueue_for(usage_event_ids=new_ids)
             _after_usage_commit(tenant.pk)
+            if failed is not None:
+                # A worker whose lease lapsed billed after the job was failed without it.
+                usage_refund_job(job_id=job_id, reason=f"job failed: {failed}")
     return len(new_ids)
+
+
+def _failed_job_error(job_id: object) -> str | None:
+    """The error code of ``job_id`` if it has failed, else None; locks the job's row.
+
+    The lock orders this against ``job_fail`` (which holds the row from its state change to
+    its refund): usage recorded first is refunded by the failure, usage recorded after it
+    sees the failure here.
+    """
+    if job_id is None:
+        return None
+    from generation.models import Job, JobState
+
+    row = (
+        Job.objects.select_for_update()  # unscoped: by id, for the ledger
+        .filter(pk=job_id)
+        .values_list("state", "error_code")
+        .first()
+    )
+    if row is None or row[0] != JobState.FAILED:
+        return None
+    return row[1] or "failed"
 
 
 def outbox_enqueue_for(*, usage_event_ids: list[str]) -> int:
@@ -238,6 +264,74 @@ def usage_correct(
         reason=reason,
         actor=actor,
     )
+
+
+JOB_FAILED_KEY = "job_failed"
+
+
+def usage_refund_job(*, job_id: object, reason: str, actor: str = "") -> list[UsageEvent]:
+    """Give back all a job's usage still stands at: a failed job is a platform fault, and
+    platform faults are not billed. Returns the adjustment rows written (none on a repeat).
+
+    Each usage row is brought to 0 ms net of its earlier refunds and corrections: by a refund
+    under the key ``job_failed`` (``usage_refund`` never refunds more than the row itself), and
+    by a correction under the same key for what positive corrections added beyond it. Rows
+    already at 0 are skipped, so a second call writes nothing. The usage rows are locked first,
+    so a concurrent call waits and then finds nothing left, and the adjustment ids are
+    deterministic, so no refund can be written twice even where the lock is a no-op (SQLite
+    takes its write lock up front instead).
+    """
+    created: list[UsageEvent] = []
+    with transaction.atomic():
+        originals = list(
+            UsageEvent.objects.select_for_update()  # unscoped: a job's rows, by job id
+            .filter(job_id=job_id, kind=UsageEvent.Kind.USAGE)
+            .order_by("pk")
+        )
+        if not originals:
+            return created
+        adjustments = UsageEvent.objects.filter(  # unscoped: adjustments of these rows
+            adjustment__adjusts__in=originals
+        ).values_list("pk", "kind", "milliseconds", "adjustment__adjusts_id")
+        net = {row.pk: row.milliseconds for row in originals}
+        refunded = dict.fromkeys(net, 0)
+        existing: set[str] = set()
+        for pk, kind, milliseconds, adjusts_id in adjustments:
+            net[adjusts_id] += milliseconds
+            if kind == UsageEvent.Kind.REFUND:
+                refunded[adjusts_id] -= milliseconds
+            existing.add(pk)
+        for original in originals:
+            remaining = net[original.pk]
+            if remaining <= 0:
+                continue
+            refund_id = f"{UsageEvent.Kind.REFUND}:{original.pk}:{JOB_FAILED_KEY}"
+            refund_ms = 0
+            if refund_id not in existing:
+                refund_ms = min(remaining, original.milliseconds - refunded[original.pk])
+            if refund_ms > 0:
+                created.append(
+                    usage_refund(
+                        usage_event=original,
+                        reason=reason,
+                        milliseconds=refund_ms,
+                        key=JOB_FAILED_KEY,
+                        actor=actor,
+                    )
+                )
+            rest = remaining - refund_ms
+            correction_id = f"{UsageEvent.Kind.CORRECTION}:{original.pk}:{JOB_FAILED_KEY}"
+            if rest > 0 and correction_id not in existing:
+                created.append(
+                    usage_correct(
+                        usage_event=original,
+                        milliseconds_delta=-rest,
+                        reason=reason,
+                        key=JOB_FAILED_KEY,
+                        actor=actor,
+                    )
+                )
+    return created
 
 
 # --- quotes and quotas ------------------------------------------------------------------------

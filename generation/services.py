@@ -18,7 +18,7 @@ from django.utils.text import slugify
 from rest_framework.exceptions import ValidationError
 
 from billing.selectors import effective_plan_for
-from billing.services import quota_check
+from billing.services import quota_check, usage_refund_job
 from config.problems import ConflictProblem, Problem
 from generation import registry
 from generation.compiler import Plan, compile_plan
@@ -729,13 +729,23 @@ def job_transition(*, job: Job, to_state: str, reason: str = "", **fields: Any) 
 
 
 def job_fail(*, job: Job, code: str, message: str) -> Job:
-    return job_transition(
-        job=job,
-        to_state=JobState.FAILED,
-        reason=code,
-        error_code=code,
-        error_message=message[:1000],
-    )
+    """Fail the job with the reason and refund all the usage it was billed, together.
+
+    Every failure is a platform fault (a tenant's mistake is refused at request time,
+    moderation ends in ``blocked``, a cancel in ``canceled``), and platform faults are not
+    billed: an earlier attempt may have billed shots before its worker was lost. The refund
+    runs in the transaction of the state change, so a job is never failed and still billed.
+    """
+    with transaction.atomic():
+        job = job_transition(
+            job=job,
+            to_state=JobState.FAILED,
+            reason=code,
+            error_code=code,
+            error_message=message[:1000],
+        )
+        usage_refund_job(job_id=job.pk, reason=f"job failed: {code}")
+    return job
 
 
 def job_cancel(*, job: Job) -> Job:

@@ -54,7 +54,11 @@ def _run_job(run_on_commit) -> Job:
 
 
 def _billed(job: Job) -> list[str]:
-    return sorted(UsageEvent.objects.filter(job=job).values_list("id", flat=True))
+    return sorted(UsageEvent.objects.filter(job=job, kind="usage").values_list("id", flat=True))
+
+
+def _refunded(job: Job) -> list[str]:
+    return sorted(UsageEvent.objects.filter(job=job, kind="refund").values_list("id", flat=True))
 
 
 def _exists(key: str) -> bool:
@@ -95,8 +99,11 @@ def test_storage_that_keeps_failing_fails_the_job_with_the_reason_and_bills_each
     assert (job.frames_key, job.video_key) == ("", "")
     assert storage.failed == [job_key(job, f"raw/frames-{n}.mkv") for n in (1, 2)]
     assert not any(_exists(key) for key in storage.failed)
-    # The device time was spent, twice; it is billed once per shot (see the report on policy).
+    # The device time was spent, twice; each shot was billed once, and refunded once when the
+    # job failed: a platform fault is not billed.
     assert _billed(job) == [f"job:{job.id}:generate:0", f"job:{job.id}:generate:1"]
+    assert _refunded(job) == [f"refund:{pk}:job_failed" for pk in _billed(job)]
+    assert counts["failed_still_billed"] == 0
     faults.assert_clean(counts)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.core.files.storage import FileSystemStorage
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Sum
 
 from tests.support.qcluster import database_url, start_qcluster, stop, worker_env  # noqa: F401
 
@@ -268,6 +268,12 @@ def audit(job_ids: list[Any] | None = None) -> dict[str, Any]:
     states = Counter(r["state"] for r in rows)
     failed = [r for r in rows if r["state"] == "failed"]
     succeeded = [r for r in rows if r["state"] == "succeeded"]
+    # Net of refunds and corrections: a failure is a platform fault, and those are not billed.
+    failed_net_ms = dict(
+        UsageEvent.objects.filter(job_id__in=[r["pk"] for r in failed])
+        .values_list("job_id")
+        .annotate(ms=Sum("milliseconds"))
+    )
     return {
         "jobs": len(rows),
         "states": dict(sorted(states.items())),
@@ -285,6 +291,7 @@ def audit(job_ids: list[Any] | None = None) -> dict[str, Any]:
             if billed_shots.get(r["pk"], set()) != set(range(len(r["shots"] or [])))
         ),
         "failed_with_usage": sum(1 for r in failed if r["pk"] in billed_shots),
+        "failed_still_billed": sum(1 for ms in failed_net_ms.values() if ms != 0),
         "illegal_histories": len(illegal),
         "attempts": dict(sorted(Counter(r["attempts"] for r in rows).items())),
         "failure_examples": {r["error_code"]: r["error_message"][:200] for r in failed},
@@ -303,6 +310,7 @@ def assert_clean(counts: dict[str, Any]) -> None:
     assert counts["failed_without_reason"] == 0, counts
     assert counts["illegal_histories"] == 0, counts
     assert counts["succeeded_not_billed_per_shot"] == 0, counts
+    assert counts["failed_still_billed"] == 0, counts
 
 
 def report(scenario: str, counts: dict[str, Any]) -> None:
