@@ -13,6 +13,7 @@ allow that EKU), subject and authority key identifiers, and a validity period in
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,81 @@ def _name(common_name: str, organisation: str) -> x509.Name:
     )
 
 
+def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
+    """keyCertSign and cRLSign for a CA, digitalSignature for an end entity; nothing else."""
+    return x509.KeyUsage(
+        digital_signature=not certificate_authority,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=certificate_authority,
+        crl_sign=certificate_authority,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def issue_root_ca(
+    *, common_name: str, organisation: str, start: datetime.datetime, days: int
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh self-signed P-256 root CA (path length 0, keyCertSign and cRLSign, a subject key
+    identifier) valid ``days`` from ``start``, with its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name, organisation)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(certificate_authority=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def issue_certificate(
+    *,
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    organisation: str,
+    start: datetime.datetime,
+    days: int,
+    extended_key_usage: Sequence[x509.ObjectIdentifier],
+    eku_critical: bool,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh P-256 end-entity certificate ``issuer`` signed (ES256), valid ``days`` from
+    ``start``, with its key: not a CA, the digitalSignature key usage, the given extended key
+    usages, subject and authority key identifiers."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer_ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, organisation))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(certificate_authority=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), critical=eku_critical)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return certificate, key
+
+
 def generate_dev_chain(
     *,
     organisation: str = "Reelcast Development",
@@ -55,70 +131,21 @@ def generate_dev_chain(
     """A fresh ES256 (P-256) root CA and a signing certificate it issued, valid from now."""
     now = now or datetime.datetime.now(datetime.UTC)
     start = now - datetime.timedelta(minutes=5)
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = _name(f"{organisation} Root CA", organisation)
-    root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=valid_days * 2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(root_ski, critical=False)
-        .sign(root_key, hashes.SHA256())
+    root, root_key = issue_root_ca(
+        common_name=f"{organisation} Root CA",
+        organisation=organisation,
+        start=start,
+        days=valid_days * 2,
     )
-    signing_key = ec.generate_private_key(ec.SECP256R1())
-    signing = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"{organisation} C2PA Signer", organisation))
-        .issuer_name(root_name)
-        .public_key(signing_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=valid_days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(signing_key.public_key()), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
-            critical=False,
-        )
-        .sign(root_key, hashes.SHA256())
+    signing, signing_key = issue_certificate(
+        issuer=root,
+        issuer_key=root_key,
+        common_name=f"{organisation} C2PA Signer",
+        organisation=organisation,
+        start=start,
+        days=valid_days,
+        extended_key_usage=[ExtendedKeyUsageOID.EMAIL_PROTECTION],
+        eku_critical=False,
     )
     return SigningCredentials(
         certificate_chain_pem=signing.public_bytes(serialization.Encoding.PEM).decode(),

@@ -44,9 +44,10 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 API_VERSION = "2026-10-28.endive"
 IDENTIFIER_TTL_S = 24 * 3600
@@ -138,10 +139,14 @@ def _bool(value: Any) -> bool:
 # --- the server -------------------------------------------------------------------------------
 
 
-class FakeStripe:
+class FakeStripe(LoopbackServer):
+    poll_interval = 0.02
+    thread_name_prefix = "fake-stripe"
+
     def __init__(
         self, *, api_key: str = "sk_test_fake_reelcast", webhook_secret: str = "whsec_fake_reelcast"
     ):
+        super().__init__()
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.lock = threading.RLock()
@@ -160,8 +165,6 @@ class FakeStripe:
         self._faults: list[dict[str, Any]] = []
         self._latency: list[dict[str, Any]] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.port = 0
         self._deliverer = threading.Thread(
             target=self._deliver_loop, daemon=True, name="fake-stripe-webhooks"
@@ -171,33 +174,34 @@ class FakeStripe:
     # --- lifecycle ----------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def port(self) -> int:
+        """The port it listens on, or last listened on, or will bind at the next start (0: a
+        free one)."""
+        return self._port
 
-    def start(self) -> FakeStripe:
+    @port.setter
+    def port(self, value: int) -> None:
+        self._port = value
+
+    @property
+    def url(self) -> str:
+        return self.address()
+
+    def _handler_class(self) -> type[_Handler]:
         fake = self
 
         class Handler(_Handler):
             server_state = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            args=(0.02,),
-            daemon=True,
-            name=f"fake-stripe-{self.port}",
-        )
-        self._thread.start()
+        return Handler
+
+    def start(self) -> FakeStripe:
+        self.port = self._serve(self.port)
         return self
 
     def down(self) -> None:
         """Stop answering: connections to the port are refused until ``up()``."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._shutdown()
 
     def up(self) -> None:
         if self._server is None:
@@ -1192,7 +1196,7 @@ _ROUTES: list[tuple[str, str, Any]] = [
 ]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     # HTTP/1.0: one request per connection, so down() refuses the very next call.
     protocol_version = "HTTP/1.0"
     server_state: FakeStripe
@@ -1221,6 +1225,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._serve("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass

@@ -24,14 +24,16 @@ import hashlib
 import itertools
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from moderation.provenance.devcert import issue_certificate, issue_root_ca
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -39,6 +41,7 @@ REPLY_TYPE = "application/timestamp-reply"
 TEST_POLICY_OID = "2.999.3161.1"
 TSA_COMMON_NAME = "Reelcast Test TSA"
 ROOT_COMMON_NAME = "Reelcast Test TSA Root CA"
+ORGANISATION = "Reelcast Tests"
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 
 
@@ -64,75 +67,30 @@ class _TimeStampResp(core.Sequence):
     ]
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Reelcast Tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _key_usage(*, digital_signature: bool, key_cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=key_cert_sign,
-        crl_sign=key_cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def _make_chain() -> tuple[x509.Certificate, x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A fresh root CA and the TSA certificate it issued, with the TSA's key."""
     start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = _name(ROOT_COMMON_NAME)
-    root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(digital_signature=False, key_cert_sign=True), critical=True)
-        .add_extension(root_ski, critical=False)
-        .sign(root_key, hashes.SHA256())
+    root, root_key = issue_root_ca(
+        common_name=ROOT_COMMON_NAME, organisation=ORGANISATION, start=start, days=2
     )
-    tsa_key = ec.generate_private_key(ec.SECP256R1())
-    tsa = (
-        x509.CertificateBuilder()
-        .subject_name(_name(TSA_COMMON_NAME))
-        .issuer_name(root_name)
-        .public_key(tsa_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(digital_signature=True, key_cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(tsa_key.public_key()), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
-            critical=False,
-        )
-        .sign(root_key, hashes.SHA256())
+    tsa, tsa_key = issue_certificate(
+        issuer=root,
+        issuer_key=root_key,
+        common_name=TSA_COMMON_NAME,
+        organisation=ORGANISATION,
+        start=start,
+        days=1,
+        extended_key_usage=[ExtendedKeyUsageOID.TIME_STAMPING],
+        eku_critical=True,
     )
     return root, tsa, tsa_key
 
 
-class TimeStampAuthority:
+class TimeStampAuthority(LoopbackServer):
+    poll_interval = 0.05
+
     def __init__(self, *, policy: str = TEST_POLICY_OID):
+        super().__init__()
         self.policy = policy
         self.root, self.certificate, self._key = _make_chain()
         self._certificate_asn1 = asn1_x509.Certificate.load(
@@ -142,8 +100,6 @@ class TimeStampAuthority:
         self.refused: list[str] = []  # the failure bit of each rejection
         self._serials = itertools.count(1)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def root_pem(self) -> str:
@@ -247,12 +203,10 @@ class TimeStampAuthority:
 
     # --- the HTTP server -------------------------------------------------------------------------
 
-    def start(self) -> TimeStampAuthority:
+    def _handler_class(self) -> type[QuietHandler]:
         authority = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -271,34 +225,8 @@ class TimeStampAuthority:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> TimeStampAuthority:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start() the authority first"
-        return self._server.server_address[1]
+        return Handler
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/tsa"
+        return self.address("/tsa")

@@ -12,7 +12,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass(frozen=True)
@@ -31,57 +33,30 @@ class _Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     def __init__(self, default_status: int = 200):
+        super().__init__()
         self.default_status = default_status
         self.requests: list[Received] = []
         self._script: deque[_Answer] = deque()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- control ---------------------------------------------------------------------------------
 
-    def start(self) -> WebhookReceiver:
+    def _handler_class(self) -> type[QuietHandler]:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 receiver._handle(self)
 
             def do_GET(self) -> None:
                 receiver._handle(self)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return self._server.server_address[1]
+        return Handler
 
     def url(self, path: str = "/hooks/reelcast") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.address(path)
 
     def respond_with(self, *statuses: int, body: bytes = b"", headers: dict | None = None) -> None:
         with self._lock:
