@@ -214,7 +214,12 @@ def test_an_end_users_photo_is_deleted_with_its_video_after_the_photo_retention(
         format="json",
     ).json()
     photo_job = Job.objects.get(pk=with_photo["id"])
-    assert photo_job.has_photo and photo_job.state == "succeeded"
+    assert photo_job.has_photo and photo_job.state == "succeeded", (
+        photo_job.state,
+        photo_job.error_code,
+        photo_job.error_message,
+        list(photo_job.moderation_decisions.values("stage", "verdict", "reasons", "scores")),
+    )
     [photo_key] = [v["key"] for v in photo_job.values.values() if isinstance(v, dict)]
     assert default_storage.exists(photo_key)
 

@@ -65,8 +65,19 @@ def held(tenant, template, api, run_on_commit):
     )
     assert response.status_code == 201
     job = Job.objects.get(pk=response.json()["id"])
-    assert job.state == JobState.IN_REVIEW
+    assert job.state == JobState.IN_REVIEW, _why(job)
     return ReviewCase.objects.get(job=job)
+
+
+def _why(job: Job) -> tuple:
+    """What a job that ended elsewhere was told, and by which checks (for a failure message)."""
+    return (
+        job.state,
+        job.error_code,
+        job.error_message,
+        job.seed,
+        list(job.moderation_decisions.values("stage", "verdict", "reasons", "scores")),
+    )
 
 
 def _actions(case: ReviewCase) -> list[tuple[str, str]]:
