@@ -146,6 +146,12 @@ def _decoder_limit(trials: int = 2000, failures: float = 0.01) -> float:
     return float("nan")
 
 
+def _normal_tail(z: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.sf(z))
+
+
 def _lower_bound(successes: int, trials: int, confidence: float = 0.95) -> float:
     """One-sided Clopper-Pearson lower confidence bound of a success rate."""
     from scipy.stats import beta
@@ -169,7 +175,7 @@ def _summarise(records: list[dict], speedup: float) -> None:
     )
     print(
         f"{'attack':28s} {'recovered':>10s} {'95% lower':>10s} {'BER mean':>9s} {'BER max':>8s} "
-        f"{'sync min':>9s} {'SNR min':>8s} {'margin dB':>9s}"
+        f"{'sync min':>9s} {'SNR min':>8s} {'margin dB':>9s} {'z':>5s} {'P(fail) fit':>11s}"
     )
     worst: tuple[float, float, str] | None = None
     names = list(records[0]["attacks"])
@@ -180,11 +186,14 @@ def _summarise(records: list[dict], speedup: float) -> None:
         bit_errors = [row["ber"] for row in rows]
         snrs = [row["snr"] for row in rows if "snr" in row]
         snr_min = min(snrs) if snrs else float("nan")
+        # A model, not a count: a normal fitted to the clips' soft-bit SNRs, and the share of
+        # it below the decoder's limit.
+        z = (np.mean(snrs) - limit) / np.std(snrs, ddof=1) if len(snrs) > 2 else float("nan")
         print(
             f"{name:28s} {recovered:10.3f} {_lower_bound(ok, len(rows)):10.4f} "
             f"{np.mean(bit_errors):9.4f} {np.max(bit_errors):8.4f} "
             f"{np.min([row['sync'] for row in rows]):9.1f} {snr_min:8.2f} "
-            f"{20 * np.log10(snr_min / limit):9.1f}"
+            f"{20 * np.log10(snr_min / limit):9.1f} {z:5.1f} {_normal_tail(z):11.1e}"
         )
         # The worst attack: fewest payloads recovered, then the most raw bit errors.
         if name != "delivered_crf20":
