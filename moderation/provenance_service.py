@@ -202,7 +202,7 @@ class _LiveIndex:
                 folder = FingerprintIndex.current_snapshot(directory)
             if folder != self.snapshot_folder:
                 self.snapshot, meta = FingerprintIndex.open_snapshot(folder)
-                self.snapshot_folder, self.tail, self.last_id = folder, FingerprintIndex(), 0
+                self.snapshot_folder, self.tail = folder, FingerprintIndex()
                 self.last_id = meta["last_id"]
             newer = ProvenanceRecord.objects.filter(pk__gt=self.last_id)  # unscoped: index
             for pk, fingerprint in newer.order_by("pk").values_list("pk", "fingerprint"):

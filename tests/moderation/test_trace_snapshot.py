@@ -206,3 +206,23 @@ def test_a_process_whose_tail_outgrew_its_limit_writes_the_next_snapshot(tenant,
     assert FingerprintIndex.current_snapshot(trace_index_dir()) != first
     live.refresh()
     assert live.snapshot_folder != first and len(live.snapshot) == 60 and len(live.tail) == 0
+
+
+@pytest.mark.django_db
+def test_an_operator_writes_a_snapshot_with_a_command(tenant):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    rng = np.random.default_rng(11)
+    _, hashes = _rows(rng, 1)
+    _record(tenant, hashes, 31)
+    out = StringIO()
+    call_command("trace_index_snapshot", stdout=out)
+    first = FingerprintIndex.current_snapshot(trace_index_dir())
+    assert first is not None and f"wrote {first}" in out.getvalue()
+    call_command("trace_index_snapshot", stdout=out)  # fresh: nothing written
+    assert FingerprintIndex.current_snapshot(trace_index_dir()) == first
+    assert "is current" in out.getvalue()
+    call_command("trace_index_snapshot", "--force", stdout=out)
+    assert FingerprintIndex.current_snapshot(trace_index_dir()) != first
