@@ -23,21 +23,9 @@ from moderation.provenance.c2pa_sign import (
     sign_mp4,
 )
 from moderation.provenance.devcert import generate_dev_chain, load_credentials, write_dev_chain
-from tests.moderation import clips
 
 PAYLOAD = 0x0123_4567_89AB_CDEF
 FINGERPRINT = np.arange(64, dtype=np.uint8).reshape(2, 32)
-
-
-@pytest.fixture(scope="module")
-def credentials():
-    return generate_dev_chain()
-
-
-@pytest.fixture(scope="module")
-def mp4() -> bytes:
-    """A short faststart MP4, as the post-processing encode writes it."""
-    return clips.encode(clips.make_clip(5, height=144, width=256, frames=12), fps=12, crf=23)
 
 
 def _fields(**changes) -> ManifestFields:

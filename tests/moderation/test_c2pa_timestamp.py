@@ -20,22 +20,10 @@ from moderation.provenance.c2pa_sign import (
     read_manifest,
     sign_mp4,
 )
-from moderation.provenance.devcert import generate_dev_chain
 from tests import factories
-from tests.moderation import clips
 from tests.support.tsa import TimeStampAuthority
 
 SIZE = {"width": 320, "height": 180, "fps": 12, "duration_s": 2.0}
-
-
-@pytest.fixture(scope="module")
-def credentials():
-    return generate_dev_chain()
-
-
-@pytest.fixture(scope="module")
-def mp4() -> bytes:
-    return clips.encode(clips.make_clip(7, height=144, width=256, frames=12), fps=12, crf=23)
 
 
 @pytest.fixture
