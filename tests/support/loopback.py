@@ -9,6 +9,7 @@ A subclass says how requests are answered by returning a handler class from
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
@@ -22,7 +23,7 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
-class LoopbackServer:
+class LoopbackServer(ABC):
     poll_interval: float = 0.5  # serve_forever's, in seconds
     thread_name_prefix: str | None = None  # the thread is "<prefix>-<port>"; None: Python's name
 
@@ -30,8 +31,9 @@ class LoopbackServer:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        raise NotImplementedError
+        """The handler class that answers this server's requests."""
 
     def _serve(self, port: int = 0) -> int:
         """Listen on 127.0.0.1:``port`` and serve on a daemon thread; returns the port bound."""
