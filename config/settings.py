@@ -343,6 +343,40 @@ REELCAST_LIVE_MAX_S = env_float("REELCAST_LIVE_MAX_S", 900.0)
 REELCAST_JOB_TOKEN_TTL_S = env_int("REELCAST_JOB_TOKEN_TTL_S", 3600)
 BILLING_USAGE_ALERT_HOOK = "tenants.webhooks.usage_alert_hook"  # usage alerts -> usage.alert
 
+# --- billing and Stripe -----------------------------------------------------------------------
+# Stripe is off while STRIPE_SECRET_KEY is empty: usage is still recorded and pushed once a key
+# is set. STRIPE_API_BASE points the SDK (API and meter events) at another address, such as a
+# Stripe-compatible server in tests.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_WEBHOOK_TOLERANCE_S = env_int("STRIPE_WEBHOOK_TOLERANCE_S", 300)
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "").rstrip("/")
+STRIPE_TIMEOUT_S = env_float("STRIPE_TIMEOUT_S", 20.0)
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+BILLING_DEFAULT_PLAN = env_str("BILLING_DEFAULT_PLAN", "")
+BILLING_REQUIRE_PLAN = env_bool("BILLING_REQUIRE_PLAN", False)
+BILLING_DUNNING_GRACE_S = env_int("BILLING_DUNNING_GRACE_S", 7 * 24 * 3600)
+BILLING_CHECKOUT_SUCCESS_URL = env_str(
+    "BILLING_CHECKOUT_SUCCESS_URL", f"{REELCAST_PUBLIC_URL}/app/billing/?checkout=success"
+)
+BILLING_CHECKOUT_CANCEL_URL = env_str(
+    "BILLING_CHECKOUT_CANCEL_URL", f"{REELCAST_PUBLIC_URL}/app/billing/?checkout=canceled"
+)
+BILLING_PORTAL_RETURN_URL = env_str(
+    "BILLING_PORTAL_RETURN_URL", f"{REELCAST_PUBLIC_URL}/app/billing/"
+)
+BILLING_METER_PUSH_BACKOFF_S = env_float("BILLING_METER_PUSH_BACKOFF_S", 30.0)
+BILLING_METER_PUSH_BACKOFF_MAX_S = env_float("BILLING_METER_PUSH_BACKOFF_MAX_S", 3600.0)
+BILLING_METER_PUSH_LEASE_S = env_int("BILLING_METER_PUSH_LEASE_S", 120)
+BILLING_ROLLUP_DELAY_S = env_int("BILLING_ROLLUP_DELAY_S", 300)
+BILLING_RECONCILE_DELAY_S = env_int("BILLING_RECONCILE_DELAY_S", 3600)
+BILLING_CONCURRENCY_RETRY_AFTER_S = env_int("BILLING_CONCURRENCY_RETRY_AFTER_S", 30)
+BILLING_QUOTE_CACHE_S = env_int("BILLING_QUOTE_CACHE_S", 300)
+BILLING_QUOTE_SAMPLES = env_int("BILLING_QUOTE_SAMPLES", 200)
+BILLING_QUOTE_MIN_SAMPLES = env_int("BILLING_QUOTE_MIN_SAMPLES", 5)
+# JSON {"<model>": ms per frame-megapixel}: the quote's rate before a model has history.
+BILLING_QUOTE_FALLBACK: dict = env_json("BILLING_QUOTE_FALLBACK", {})
+
 # --- auth, i18n, security -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
