@@ -13,7 +13,16 @@ The normaliser defeats simple evasion without inventing matches across words:
   word breaks (``self-harm``); a run of three or more single letters is joined
   (``s e x``, ``k i l l``);
 * separators between two Chinese characters are removed unless they end a sentence
-  (``色 情``, ``色*情``), since Chinese has no spaces between words.
+  (``色 情``, ``色*情``), since Chinese has no spaces between words; a further reading bridges
+  one sentence mark or one or two Latin letters inside a Chinese word (``做。爱``, ``做a爱``),
+  where a sentence mark counts only when the term is not glued to other Chinese text on both
+  sides (``红色。情人节`` is two sentences, not 色情);
+* a letter repeated three or more times is read once and twice (``poooorn``, ``sexxx``);
+* ``*`` and ``#`` inside a word stand for any one letter (``p*rn``, ``f##k``), compared with
+  every Latin term of the right length;
+* a whole-word term also matches its plural (``porns``, ``nudes``, ``knives``' stem excepted);
+* Chinese terms are also listed in toneless pinyin (``zuo ai``, ``se qing``), generated from
+  the Chinese lists (``lexicons/pinyin/``), and the lists carry common homophones (``作爱``).
 
 Latin terms match whole words only (``sex`` is not found in Essex, ``cunt`` not in Scunthorpe,
 ``porn*`` is a prefix term); Chinese terms match anywhere, so each language has an allow list of
@@ -36,7 +45,7 @@ from typing import Any
 import ahocorasick
 
 LEXICON_DIR = Path(__file__).resolve().parent / "lexicons"
-LANGUAGES = ("en", "zh")
+LANGUAGES = ("en", "zh", "pinyin")
 TEXT_CATEGORIES = (
     "sexual",
     "minors",
@@ -374,6 +383,108 @@ def normalize(text: str) -> tuple[Stream, Stream]:
     return streams[0], streams[1]
 
 
+_TRIPLE = re.compile(r"([^\W\d_])\1\1")
+
+
+def _squeezed(stream: Stream, keep: int) -> Stream | None:
+    """``stream`` with every run of three or more of the same Latin letter (more than ``keep``)
+    cut to ``keep`` (``poooorn`` -> ``porn``), or None when it has no such run."""
+    text = stream.text
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    changed = False
+    index = 0
+    while index < len(text):
+        run_end = index
+        while run_end + 1 < len(text) and text[run_end + 1] == text[index]:
+            run_end += 1
+        length = run_end - index + 1
+        if length > max(keep, 2) and text[index].isalpha() and not _is_cjk(text[index]):
+            changed = True
+            for offset in range(keep):
+                chars.append(text[index])
+                starts.append(stream.starts[index] if offset == 0 else stream.starts[run_end])
+                ends.append(stream.ends[run_end] if offset == keep - 1 else stream.ends[index])
+        else:
+            chars.extend(text[index : run_end + 1])
+            starts.extend(stream.starts[index : run_end + 1])
+            ends.extend(stream.ends[index : run_end + 1])
+        index = run_end + 1
+    return Stream("".join(chars), tuple(starts), tuple(ends)) if changed else None
+
+
+def _bridged(text: str) -> tuple[Stream, frozenset[int]] | None:
+    """The Chinese runs of ``text`` with one sentence mark, or one or two Latin letters, inside
+    a word bridged (``做。爱``, ``做a爱``); with the stream positions that follow a bridged
+    sentence mark. None when nothing was bridged."""
+    if sum(1 for ch in text if _is_cjk(ch)) < 2:
+        return None
+    units = _units(text)
+    kinds = [_kind(u[0]) for u in units]
+    tokens: list[list[_Unit]] = [[]]
+    hard: list[set[int]] = [set()]
+    bridged = False
+    index = 0
+    while index < len(units):
+        if kinds[index] == "cjk":
+            tokens[-1].append(units[index])
+            index += 1
+            continue
+        gap_end = index
+        while gap_end < len(units) and kinds[gap_end] != "cjk":
+            gap_end += 1
+        gap = kinds[index:gap_end]
+        joins = tokens[-1] and gap_end < len(units)
+        if joins and set(gap) <= {"space", "symbol"}:
+            pass  # the ordinary readings join these too
+        elif joins and gap.count("break") == 1 and set(gap) <= {"break", "space"}:
+            hard[-1].add(len(tokens[-1]))
+            bridged = True
+        elif joins and len(gap) <= 2 and set(gap) == {"letter"}:
+            bridged = True
+        elif tokens[-1]:
+            tokens.append([])
+            hard.append(set())
+        index = gap_end
+    if not bridged:
+        return None
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    marks: set[int] = set()
+    for token, positions in zip(tokens, hard, strict=True):
+        if not token:
+            continue
+        if chars:
+            chars.append(" ")
+            starts.append(-1)
+            ends.append(-1)
+        marks |= {len(chars) + p for p in positions}
+        for ch, start, end in token:
+            chars.append(ch)
+            starts.append(start)
+            ends.append(end)
+    return Stream("".join(chars), tuple(starts), tuple(ends)), frozenset(marks)
+
+
+def _readings(text: str) -> list[tuple[Stream, frozenset[int]]]:
+    """Every reading of ``text`` the lexicon is matched against, each with the positions where a
+    sentence mark was bridged (empty for all but the bridged Chinese reading)."""
+    none: frozenset[int] = frozenset()
+    readings = [(stream, none) for stream in normalize(text)]
+    for stream, _ in list(readings):
+        if not _TRIPLE.search(stream.text):
+            continue
+        # Three too: "kill" is "kiii" once l and i are one letter, so "kiiiill" needs it.
+        for keep in (1, 2, 3):
+            if (squeezed := _squeezed(stream, keep)) is not None:
+                readings.append((squeezed, none))
+    if (bridged := _bridged(text)) is not None:
+        readings.append(bridged)
+    return readings
+
+
 def normalize_term(term: str) -> str:
     """A lexicon term in the form the matcher compares (the joined reading)."""
     return normalize(term)[0].text
@@ -400,6 +511,8 @@ class Lexicon:
     terms: ahocorasick.Automaton
     allowed: ahocorasick.Automaton | None
     size: int
+    # Latin keys without spaces, for words with masked letters (p*rn): few, compared directly.
+    latin: tuple[tuple[str, tuple[Term, ...]], ...] = ()
 
 
 def _parse_line(line: str) -> tuple[str, float] | None:
@@ -449,7 +562,16 @@ def load_lexicon(directory: Path = LEXICON_DIR) -> Lexicon:
     terms.make_automaton()
     if allowed_count:
         allowed.make_automaton()
-    return Lexicon(terms=terms, allowed=allowed if allowed_count else None, size=count)
+    latin: dict[str, tuple[Term, ...]] = {}
+    for key, (_, entries) in terms.items():
+        if key and " " not in key and not any(_is_cjk(ch) for ch in key):
+            latin[key] = entries
+    return Lexicon(
+        terms=terms,
+        allowed=allowed if allowed_count else None,
+        size=count,
+        latin=tuple(sorted(latin.items())),
+    )
 
 
 @cache
@@ -497,21 +619,54 @@ def _allowed_spans(lex: Lexicon, stream: str) -> list[tuple[int, int]]:
         first = last - len(key) + 1
         if _bounded(stream, first, last, prefix=False):
             spans.append((first, last))
+        elif (plural := _plural_end(stream, last)) is not None and _bounded(
+            stream, first, plural, prefix=False
+        ):
+            spans.append((first, plural))  # "Al Gore's" reads "al gores" joined
     return spans
+
+
+def _plural_end(stream: str, last: int) -> int | None:
+    """The end of ``-s``/``-es`` right after a Latin term ending at ``last``, if that ends the
+    word."""
+    for suffix in ("s", "es"):
+        end = last + len(suffix)
+        if stream[last + 1 : end + 1] == suffix and (
+            end + 1 >= len(stream) or not _is_latin_edge(stream[end + 1])
+        ):
+            return end
+    return None
+
+
+def _glued(stream: str, first: int, last: int) -> bool:
+    """Chinese text runs on into the match on both sides."""
+    return (
+        first > 0
+        and _is_cjk(stream[first - 1])
+        and last + 1 < len(stream)
+        and _is_cjk(stream[last + 1])
+    )
 
 
 def _lexicon_matches(text: str, field: str, lex: Lexicon) -> list[TextMatch]:
     found: dict[tuple[str, str, int, int], TextMatch] = {}
-    for stream in normalize(text):
+    for stream, marks in _readings(text):
         allowed = _allowed_spans(lex, stream.text)
         for last, (key, entries) in lex.terms.iter(stream.text):
             first = last - len(key) + 1
+            if any(first < m <= last for m in marks) and _glued(stream.text, first, last):
+                continue  # a real sentence break between two words that touch the term
             for entry in entries:
+                shown = last
                 if not _bounded(stream.text, first, last, entry.prefix):
-                    continue
+                    plural = None
+                    if not entry.prefix and _is_latin_edge(stream.text[last]):
+                        plural = _plural_end(stream.text, last)
+                    if plural is None or not _bounded(stream.text, first, plural, False):
+                        continue
+                    shown = plural
                 if any(a <= first and last <= b for a, b in allowed):
                     continue
-                shown = last
                 if entry.prefix:  # show the whole word: "pornography", not "porn"
                     while shown + 1 < len(stream.text) and _is_latin_edge(stream.text[shown + 1]):
                         shown += 1
@@ -528,6 +683,58 @@ def _lexicon_matches(text: str, field: str, lex: Lexicon) -> list[TextMatch]:
                 )
                 found.setdefault((entry.rule, field, start, end), match)
     return list(found.values())
+
+
+_MASKS = frozenset("*#")
+
+
+def _masked_matches(text: str, field: str, lex: Lexicon) -> list[TextMatch]:
+    """Latin words with ``*`` or ``#`` standing for letters (``p*rn``, ``f**k``), compared with
+    every Latin term: a mask matches any one letter, and at least half the word must be real
+    letters that agree."""
+    matches: list[TextMatch] = []
+    if not any(ch in text for ch in "*#＊＃﹡﹟"):
+        return matches
+    for group, run in _segments(_units(text)):
+        if group != "word" or not any(u[0] in _MASKS for u in run):
+            continue
+        has_letter = any(_kind(u[0]) == "letter" for u in run)
+        pattern: list[tuple[str, int, int]] = []
+        for ch, start, end in run:
+            if ch in _MASKS:
+                pattern.append(("?", start, end))
+            elif _kind(ch) == "letter":
+                pattern.append((ch.translate(_SKELETON), start, end))
+            elif _kind(ch) == "digit":
+                pattern.append((_LEET.get(ch, ch) if has_letter else ch, start, end))
+        while pattern and pattern[0][0] == "?":
+            pattern.pop(0)
+        while pattern and pattern[-1][0] == "?":
+            pattern.pop()
+        word = "".join(p[0] for p in pattern)
+        masks = word.count("?")
+        if not masks or len(word) - masks < 2 or masks * 2 > len(word):
+            continue
+        for key, entries in lex.latin:
+            for entry in entries:
+                size = len(key) if entry.prefix else len(word)
+                if len(key) != size or len(word) < size:
+                    continue
+                if all(w in ("?", k) for w, k in zip(word, key, strict=False)):
+                    start, end = pattern[0][1], pattern[-1][2]
+                    matches.append(
+                        TextMatch(
+                            field=field,
+                            category=entry.category,
+                            rule=entry.rule,
+                            term=entry.term,
+                            weight=entry.weight,
+                            start=start,
+                            end=end,
+                            excerpt=text[start:end],
+                        )
+                    )
+    return matches
 
 
 # --- personal data patterns -------------------------------------------------------------------
@@ -631,7 +838,12 @@ def scan_text(text: str, *, field: str = "", lex: Lexicon | None = None) -> list
     """Every rule ``text`` matches, in the order the matches start."""
     if not text:
         return []
-    matches = _lexicon_matches(text, field, lex or lexicon()) + _pattern_matches(text, field)
+    lex = lex or lexicon()
+    found = {
+        (m.rule, m.start, m.end): m
+        for m in _lexicon_matches(text, field, lex) + _masked_matches(text, field, lex)
+    }
+    matches = list(found.values()) + _pattern_matches(text, field)
     return sorted(matches, key=lambda m: (m.start, m.end, m.rule))
 
 

@@ -46,7 +46,8 @@ EVASIONS = [
     ("色 情", "sexual", "色情", "色 情"),  # space inserted
     ("色*情", "sexual", "色情", "色*情"),  # symbol inserted
     ("色\u200b情", "sexual", "色情", "色\u200b情"),  # zero-width
-    ("色。情", None, None, None),  # a full stop really separates: no match
+    ("色。情", "sexual", "色情", "色。情"),  # a sentence mark inside the word, nothing around it
+    ("红色。情人节", None, None, None),  # a real sentence break between two other words
     ("做愛", "sexual", "做爱", "做愛"),  # traditional
     ("裸體照片", "sexual", "裸体", "裸體"),
     ("自殺", "self_harm", "自杀", "自殺"),
@@ -213,7 +214,8 @@ def test_the_lexicon_covers_every_category_in_both_languages():
         }
         for language in text.LANGUAGES
     }
-    assert per_language == {"en": set(Category.values), "zh": set(Category.values)}
+    every = set(Category.values)
+    assert per_language == {"en": every, "zh": every, "pinyin": every}
 
 
 def test_matching_is_fast_enough_to_run_inline_on_every_request():
