@@ -341,6 +341,12 @@ REELCAST_LIVE_POLL_S = env_float("REELCAST_LIVE_POLL_S", 0.5)
 REELCAST_LIVE_HEARTBEAT_S = env_float("REELCAST_LIVE_HEARTBEAT_S", 15.0)
 REELCAST_LIVE_MAX_S = env_float("REELCAST_LIVE_MAX_S", 900.0)
 REELCAST_JOB_TOKEN_TTL_S = env_int("REELCAST_JOB_TOKEN_TTL_S", 3600)
+# Live streams hold a WSGI thread each: at most this many per web process (below its threads, so
+# API requests always find one), and across processes per job, per client address and in all.
+REELCAST_LIVE_STREAMS_PER_PROCESS = env_int("REELCAST_LIVE_STREAMS_PER_PROCESS", 2)
+REELCAST_LIVE_STREAMS_PER_JOB = env_int("REELCAST_LIVE_STREAMS_PER_JOB", 3)
+REELCAST_LIVE_STREAMS_PER_ADDRESS = env_int("REELCAST_LIVE_STREAMS_PER_ADDRESS", 10)
+REELCAST_LIVE_MAX_STREAMS = env_int("REELCAST_LIVE_MAX_STREAMS", 500)
 BILLING_USAGE_ALERT_HOOK = "tenants.webhooks.usage_alert_hook"  # usage alerts -> usage.alert
 
 # --- billing and Stripe -----------------------------------------------------------------------

@@ -37,6 +37,7 @@ from generation.models import (
 )
 from generation.prompting import NameRejected, validate_person_name
 from generation.storage import put_bytes, tenant_key
+from moderation.services import moderation_refuse_blocked_texts
 from tenants.models import Tenant
 
 EVIDENCE_TYPES = {
@@ -151,6 +152,10 @@ def consent_create(
             errors.update(exc.detail)
     if errors:
         raise ValidationError(errors)
+    # The subject's name is a value jobs draw on frames: it passes the same policy.
+    moderation_refuse_blocked_texts(
+        tenant=tenant, texts={"subject_name": subject_name, "consented_by": consented_by}
+    )
     record = ConsentRecord(
         tenant=tenant,
         subject_name=subject_name,

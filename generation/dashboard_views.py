@@ -873,6 +873,8 @@ def brand_kit(request: HttpRequest) -> HttpResponse:
                 )
             except ValidationError as exc:
                 errors = _errors(exc.detail)
+            except APIException as exc:
+                errors = {"form": [_problem_text(exc)]}
             else:
                 messages.success(request, _("Brand kit saved; new videos use it."))
                 return redirect("brand-kit")
@@ -1251,6 +1253,8 @@ def consent_list(request: HttpRequest) -> HttpResponse:
                 record = consents.consent_create(tenant=tenant, actor=request.user, **data)
             except ValidationError as exc:
                 errors = _errors(exc.detail)
+            except APIException as exc:
+                errors = {"form": [_problem_text(exc)]}
             else:
                 messages.success(
                     request, _("Consent for %(name)s recorded.") % {"name": record.subject_name}

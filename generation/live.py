@@ -19,6 +19,17 @@ a storefront hands to the shopper's browser, since EventSource cannot send an Au
 header. Token responses carry ``Access-Control-Allow-Origin: *``: the token is the credential,
 not a cookie.
 
+Caps: an open stream under WSGI holds a server thread, so streams are limited before they can
+starve the API. Each web process serves at most REELCAST_LIVE_STREAMS_PER_PROCESS at once (keep it
+below the process's threads: gunicorn's default here is 4 threads and 2 streams, so two threads
+are always left for API requests); across processes, through the shared cache, one job has at
+most REELCAST_LIVE_STREAMS_PER_JOB, one client address REELCAST_LIVE_STREAMS_PER_ADDRESS, and the
+whole platform REELCAST_LIVE_MAX_STREAMS. A stream beyond a cap is refused with 429
+``too_many_streams`` and ``Retry-After`` before anything is held; the widget then polls. The
+process cap is exact; the shared counters are exact on Redis (atomic INCR) and best effort on the
+database cache, and expire after the longest a stream can live, so a crashed process cannot leak
+slots for ever.
+
 Trade-off: the stream polls the database every REELCAST_LIVE_POLL_S (0.5 s) rather than
 listening to a broker. That needs no new moving part and works with every database, but under
 WSGI each open stream holds one server thread and one database connection for its whole life
@@ -32,7 +43,9 @@ If watchers grow into the thousands, replace the poll with Redis pub/sub publish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -40,6 +53,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -47,6 +61,7 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 
 from config.problems import problem_response
+from config.security import client_ip
 from generation.models import TERMINAL_STATES, Job
 from generation.selectors import queue_position
 from tenants.auth import ApiKeyAuthentication, TenantContext, TenantSessionAuthentication
@@ -189,6 +204,107 @@ class JobEventStream:
             await asyncio.sleep(wait)
 
 
+# --- caps -------------------------------------------------------------------------------------
+
+
+class _ProcessSlots:
+    """Streams open in this process (exact: a lock, not the cache)."""
+
+    lock = threading.Lock()
+    open = 0
+
+
+def _shared_claim(key: str, limit: int, ttl_s: int) -> bool:
+    cache.add(key, 0, timeout=ttl_s)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 0, timeout=ttl_s)
+        count = cache.incr(key)
+    if count > limit:
+        _shared_release(key)
+        return False
+    return True
+
+
+def _shared_release(key: str) -> None:
+    with contextlib.suppress(ValueError):  # the counter expired (see the module docstring)
+        cache.decr(key)
+
+
+class StreamSlots:
+    """The caps one stream holds; ``release`` (idempotent) gives them back."""
+
+    def __init__(self, keys: list[str], process: bool):
+        self.keys = keys
+        self.process = process
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        for key in self.keys:
+            _shared_release(key)
+        if self.process:
+            with _ProcessSlots.lock:
+                _ProcessSlots.open -= 1
+
+
+def stream_slots_claim(*, job_id: object, tenant_id: object, address: str) -> StreamSlots | str:
+    """Every cap a new stream must fit under, claimed together, or the name of the one that is
+    full (nothing is kept then)."""
+    with _ProcessSlots.lock:
+        if _ProcessSlots.open >= int(settings.REELCAST_LIVE_STREAMS_PER_PROCESS):
+            return "this server's open streams"
+        _ProcessSlots.open += 1
+    slots = StreamSlots([], process=True)
+    ttl = int(_setting("REELCAST_LIVE_MAX_S", 900.0)) + 60
+    for key, limit, name in (
+        ("reelcast:live:all", settings.REELCAST_LIVE_MAX_STREAMS, "open streams"),
+        (
+            f"reelcast:live:job:{tenant_id}:{job_id}",
+            settings.REELCAST_LIVE_STREAMS_PER_JOB,
+            "streams of this job",
+        ),
+        (
+            f"reelcast:live:addr:{address}",
+            settings.REELCAST_LIVE_STREAMS_PER_ADDRESS,
+            "streams from this address",
+        ),
+    ):
+        if not _shared_claim(key, int(limit), ttl):
+            slots.release()
+            return name
+        slots.keys.append(key)
+    return slots
+
+
+class _Held:
+    """The stream's content: gives its slots back when the response is closed (finished,
+    client gone, or never started), under WSGI and ASGI alike."""
+
+    def __init__(self, stream: JobEventStream, slots: StreamSlots):
+        self.stream = stream
+        self.slots = slots
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self.stream
+        finally:
+            self.slots.release()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            async for message in self.stream:
+                yield message
+        finally:
+            self.slots.release()
+
+    def close(self) -> None:
+        self.slots.release()
+
+
 # --- the view -------------------------------------------------------------------------------------
 
 
@@ -231,14 +347,23 @@ def job_events(request: HttpRequest, job_id: object) -> HttpResponse:
         except TokenRefused as refused:
             return problem_response(401, detail=refused.detail, code=refused.code)
         # unscoped: the token names this job and was signed by us
-        found = Job.objects.filter(pk=job_id).exists()
+        tenant_id = Job.objects.filter(pk=job_id).values_list("tenant_id", flat=True).first()
     else:
         jobs = _authenticated_jobs(request)
         if isinstance(jobs, HttpResponse):
             return jobs
-        found = jobs.filter(pk=job_id).exists()
-    if not found:
+        tenant_id = jobs.filter(pk=job_id).values_list("tenant_id", flat=True).first()
+    if tenant_id is None:
         return problem_response(404, detail="Not found.", code="not_found")
+    slots = stream_slots_claim(job_id=job_id, tenant_id=tenant_id, address=client_ip(request))
+    if isinstance(slots, str):
+        return problem_response(
+            429,
+            detail=f"Too many live streams ({slots}); poll GET /api/v1/jobs/{{id}}/ instead, "
+            "or retry later.",
+            code="too_many_streams",
+            headers={"Retry-After": "5"},
+        )
 
     stream = JobEventStream(
         job_id,
@@ -246,9 +371,12 @@ def job_events(request: HttpRequest, job_id: object) -> HttpResponse:
         heartbeat_s=_setting("REELCAST_LIVE_HEARTBEAT_S", 15.0),
         max_s=_setting("REELCAST_LIVE_MAX_S", 900.0),
     )
+    held = _Held(stream, slots)
     # Under ASGI a plain iterator would be read to the end before anything is sent.
-    content = stream.__aiter__() if isinstance(request, ASGIRequest) else iter(stream)
+    content = held.__aiter__() if isinstance(request, ASGIRequest) else iter(held)
     response = StreamingHttpResponse(content, content_type="text/event-stream")
+    # Closing the response releases the slots even if the body was never read.
+    response._resource_closers.append(held.close)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
     if token is not None:

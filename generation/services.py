@@ -54,8 +54,14 @@ from moderation.services import (
     moderation_judge_images,
     moderation_judge_text,
     moderation_record,
+    moderation_refuse_blocked_texts,
 )
-from moderation.text import texts_for_job
+from moderation.text import (
+    texts_for_brand_kit,
+    texts_for_job,
+    texts_for_preset,
+    texts_for_template,
+)
 from tenants.models import ApiKey, Tenant
 from tenants.webhooks import job_event, job_progress_event
 
@@ -282,6 +288,7 @@ def template_create(
         errors["slug"] = f"This tenant already has a template '{slug}'."
     if errors:
         raise ValidationError(errors)
+    moderation_refuse_blocked_texts(tenant=tenant, texts=texts_for_template(full))
     with transaction.atomic():
         template = Template.objects.create(tenant=tenant, name=name, slug=slug, kind=kind)
         TemplateVersion.objects.create(
@@ -315,6 +322,9 @@ def template_update(
             if errors:
                 raise ValidationError(errors)
             if merged != current:
+                moderation_refuse_blocked_texts(
+                    tenant=template.tenant, texts=texts_for_template(merged), template=template
+                )
                 TemplateVersion.objects.create(
                     tenant=template.tenant,
                     template=template,
@@ -342,6 +352,7 @@ def style_preset_save(*, tenant: Tenant, fields: dict[str, Any], create: bool) -
     if errors:
         raise ValidationError(errors)
     values = {k: getattr(spec, k) for k in ("camera", "lighting", "look", "negative")}
+    moderation_refuse_blocked_texts(tenant=tenant, texts=texts_for_preset(values))
     if create:
         if StylePreset.objects.for_tenant(tenant).filter(name=name).exists():
             raise ValidationError({"name": f"This tenant already has a preset '{name}'."})
@@ -580,11 +591,16 @@ def job_create(
     )
     # Moderation before any GPU time: every free-text value and shot prompt, and any reference
     # photo. A block is a 422 with the matched rules; a review holds the job for an operator.
+    # The brand kit's cards are drawn on this video too: judged with it, as they stand now.
+    kit = BrandKit.objects.for_tenant(tenant).values("intro_text", "outro_text").first() or {}
     verdicts = [
         moderation_judge_text(
             tenant=tenant,
             template=template,
-            texts=texts_for_job(values=cleaned.values, shots=plan.shots, title=plan.title),
+            texts={
+                **texts_for_job(values=cleaned.values, shots=plan.shots, title=plan.title),
+                **texts_for_brand_kit(kit, prefix="brand_kit."),
+            },
         )
     ]
     if cleaned.images:
@@ -921,6 +937,7 @@ def brand_kit_set(*, tenant: Tenant, changes: dict[str, Any]) -> BrandKit:
             files["music_key"] = None
     if errors:
         raise ValidationError(errors)
+    moderation_refuse_blocked_texts(tenant=tenant, texts=texts_for_brand_kit(changes))
     with transaction.atomic():
         kit, _ = BrandKit.objects.select_for_update().get_or_create(tenant=tenant)
         for name, value in changes.items():

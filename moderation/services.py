@@ -251,6 +251,19 @@ def moderation_judge_text(
     return judgement
 
 
+def moderation_refuse_blocked_texts(
+    *, tenant: Tenant, texts: Mapping[str, str], template=None
+) -> TextVerdict:
+    """Judge texts a tenant saves (a template, a preset, the brand kit, a consent record) with
+    the same policy as job values, and raise ``ContentBlocked`` (422) on a block. A review
+    verdict is saved: there is nobody to hold at save time, and every job that renders the text
+    is judged again and held for an operator."""
+    verdict = moderation_judge_text(tenant=tenant, texts=texts, template=template)
+    if verdict.blocked:
+        raise ContentBlocked(verdict)
+    return verdict
+
+
 # --- images -----------------------------------------------------------------------------------
 
 

@@ -886,3 +886,39 @@ def texts_for_job(
         if scene.strip() and scene != data.get("prompt"):
             texts[f"shots.{index}.scene_text"] = scene
     return texts
+
+
+def _non_empty(texts: Mapping[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in texts.items() if isinstance(v, str) and v.strip()}
+
+
+def texts_for_template(content: Mapping[str, Any]) -> dict[str, str]:
+    """Every tenant-written text of a template that can reach a prompt, a title card, a
+    subtitle or the widget's form: the script, title, character and product, an inline style,
+    and each variable's label, default and choices. The negative prompt is not checked (see
+    ``texts_for_job``)."""
+    texts: dict[str, Any] = {name: content.get(name) for name in ("prompt", "title")}
+    texts["character"] = content.get("character")
+    texts["product"] = content.get("product")
+    style = content.get("style")
+    if isinstance(style, Mapping):
+        for key in ("camera", "lighting", "look"):
+            texts[f"style.{key}"] = style.get(key)
+    for index, variable in enumerate(content.get("variables") or []):
+        if not isinstance(variable, Mapping):
+            continue
+        texts[f"variables.{index}.label"] = variable.get("label")
+        texts[f"variables.{index}.default"] = variable.get("default")
+        for position, choice in enumerate(variable.get("choices") or []):
+            texts[f"variables.{index}.choices.{position}"] = choice
+    return _non_empty(texts)
+
+
+def texts_for_preset(fields: Mapping[str, Any]) -> dict[str, str]:
+    """A style preset's texts that are compiled into prompts (not its negative prompt)."""
+    return _non_empty({key: fields.get(key) for key in ("camera", "lighting", "look")})
+
+
+def texts_for_brand_kit(fields: Mapping[str, Any], *, prefix: str = "") -> dict[str, str]:
+    """The brand kit's intro and outro cards, drawn on every video of the tenant."""
+    return _non_empty({f"{prefix}{key}": fields.get(key) for key in ("intro_text", "outro_text")})

@@ -98,3 +98,16 @@ def _fresh_trace_index(settings, tmp_path):
     from moderation.provenance_service import _index
 
     _index.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_live_stream_slots_held():
+    """The test client does not close streaming responses a test leaves unread, which a server
+    always does: start each test with no live-stream slot held (the process count and the shared
+    counters in the per-process cache)."""
+    from django.core.cache import cache
+
+    from generation import live
+
+    live._ProcessSlots.open = 0
+    cache.clear()
