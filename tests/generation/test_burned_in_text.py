@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from rest_framework.test import APIClient
 
 from generation.backends.base import GenerationRequest, ShotSpec
@@ -164,14 +164,33 @@ def test_brand_cards_and_a_bottom_logo_leave_the_subtitle_alone(api, tenant, run
         assert caption_blocks(decode_frame_at(mp4, card_s)) == []
 
 
-def test_the_preview_backend_draws_no_caption_of_its_own():
+def _portrait_photo() -> bytes:
+    """A head and shoulders on a blue wall: bright and dark edges a caption detector must not
+    take for letters once the storyboard frames it (a near-white border, a drop shadow)."""
+    image = Image.new("RGB", (400, 500), (40, 90, 160))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((100, 80, 300, 300), fill=(230, 190, 150))
+    draw.rectangle((80, 300, 320, 500), fill=(200, 30, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("reference_image", [None, _portrait_photo()], ids=["plain", "photo"])
+def test_the_preview_backend_draws_no_caption_of_its_own(reference_image):
     shots = (
         ShotSpec(0, "a classroom at sunset", "", 12, 101, scene_text="小明鼓起勇气，举起了手。"),
         ShotSpec(1, "night street, snow", "", 12, 202, scene_text="Xiaoming walks home."),
         ShotSpec(2, "a bright winter sky", "", 12, 303),
     )
     request = GenerationRequest(
-        model="preview", width=WIDTH, height=HEIGHT, fps=12, shots=shots, title="小明的勇气"
+        model="preview",
+        width=WIDTH,
+        height=HEIGHT,
+        fps=12,
+        shots=shots,
+        title="小明的勇气",
+        reference_image=reference_image,
     )
     result = PreviewBackend().generate(
         request, on_progress=lambda done, total: None, should_cancel=lambda: False

@@ -9,14 +9,18 @@ frame. Its thresholds come from that renderer, with slack for yuv420p and x264:
   PLATE_ALPHA) / 255``, plus ``CODEC_SLACK``;
 - a caption pixel is a letter pixel with a plate pixel within ``REACH`` columns on its row (the
   edge of a stroke). A smooth picture (sky, a gradient, a soft blur) has no such edges;
-- a row with at least ``MIN_ROW_PIXELS`` caption pixels is a text row, and text rows closer than
-  one subtitle line step (``text.line_height`` at the renderer's full size) are one block: the
-  lines of one caption.
+- a row with at least ``MIN_ROW_STROKES`` strokes (runs of caption pixels) on one unbroken
+  stretch of plate is a text row (the bright frame of a photo with a drop shadow has one stroke
+  per side, with the photo between them); text rows closer than one subtitle line step
+  (``text.line_height`` at the renderer's full size) are one block, the lines of one caption,
+  and a block takes in the rows next to it with fewer strokes (descenders, the tops of a few
+  tall letters), up to ``EDGE_ROWS`` of the font size.
 
 Any caption drawn the same way (white on a dark band, as the preview storyboard once drew its
-scene text) is found too: that is the point, a second caption must not hide. What is not a
-caption: text on a flat colour (an intro, title or outro card); a block whose row, away from the
-text, is a single flat colour is card text and is left out.
+scene text) is found too: that is the point, a second caption must not hide (one dimmed under
+another caption's plate is grey, not white, and only its rows outside that plate are seen).
+What is not a caption: text on a card (an intro, title or outro card), where the dark pixels around the
+letters are the card's own colour rather than the picture dimmed by a plate.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ CODEC_SLACK = 25
 LETTER_MIN = min(TEXT_RGBA[:3]) - 55
 PLATE_MAX = round(255 * (255 - PLATE_ALPHA) / 255) + CODEC_SLACK
 REACH = 4
-MIN_ROW_PIXELS = 2
+MIN_ROW_STROKES = 2
+# A block grows by up to this much of the font size over rows with fewer strokes (descenders).
+EDGE_ROWS = 0.5
 LOWER_PART = 0.5  # the rows searched: the lower half, where subtitles go (the AI label is top-left)
 # What a plate leaves of the picture behind it, with room for x264: the dark pixels around a
 # caption's letters are at most this much of the brightest of their rows away from the text.
@@ -92,18 +98,45 @@ def caption_blocks(frame_rgb: np.ndarray) -> list[tuple[int, int]]:
     returned.
     """
     height, width = frame_rgb.shape[:2]
+    size = max(8, round(SIZE * min(width, height)))
     top = math.floor(height * (1 - LOWER_PART))
     letters, plate = _letters_and_plate(frame_rgb)
     letters[:top] = False
-    rows = np.flatnonzero(letters.sum(axis=1) >= MIN_ROW_PIXELS)
-    join_gap = line_height(max(8, round(SIZE * min(width, height))))
+    strokes = _strokes_on_one_plate(letters, plate)
+    join_gap = line_height(size)
     blocks: list[tuple[int, int]] = []
-    for row in rows:
+    for row in np.flatnonzero(strokes >= MIN_ROW_STROKES):
         if blocks and row - blocks[-1][1] < join_gap:
             blocks[-1] = (blocks[-1][0], int(row) + 1)
         else:
             blocks.append((int(row), int(row) + 1))
-    return [block for block in blocks if _over_a_dimmed_picture(frame_rgb, letters, plate, block)]
+    # Rows of a lone descender or accent (fewer strokes) belong to the line next to them.
+    reach = math.ceil(size * EDGE_ROWS)
+    grown: list[tuple[int, int]] = []
+    for start, end in blocks:
+        lowest_start = max(grown[-1][1] if grown else top, start - reach)
+        while start > lowest_start and strokes[start - 1]:
+            start -= 1
+        highest_end = min(height, end + reach)
+        while end < highest_end and strokes[end]:
+            end += 1
+        grown.append((start, end))
+    return [block for block in grown if _over_a_dimmed_picture(frame_rgb, letters, plate, block)]
+
+
+def _strokes_on_one_plate(letters: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """Per row, the most letter strokes found on one unbroken stretch of plate and letters.
+
+    A caption's strokes on a row are joined by its plate (and the blur at their edges); two
+    bright edges of a photo far apart are not, whatever lies between them.
+    """
+    on_plate = letters | plate | _within_reach(letters)
+    counts = np.zeros(letters.shape[0], np.int64)
+    for row in np.flatnonzero(letters.any(axis=1)):
+        stretch = np.cumsum(np.diff(on_plate[row], prepend=False) & on_plate[row])
+        stroke_starts = np.diff(letters[row], prepend=False) & letters[row]
+        counts[row] = np.bincount(stretch[stroke_starts]).max()
+    return counts
 
 
 def _over_a_dimmed_picture(
