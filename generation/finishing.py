@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 from django.conf import settings
 
-from generation import registry
 from generation.models import BrandKit, Job
 from generation.postprocess.brand import BrandKit as BrandLook
 from generation.postprocess.finish import Finished, FinishSpec, FrameHook
@@ -57,8 +56,9 @@ def finish_spec_for(job: Job, *, frame_hooks: tuple[FrameHook, ...] = ()) -> Fin
         orientation="portrait" if job.height > job.width else "landscape",
         locale=label_locale(job, brand),
         title=job.title,
-        # The preview storyboard opens on its own title card; a model's clips need ours.
-        title_seconds=0.0 if registry.get_model(job.model).backend == "preview" else 2.0,
+        # Ours for every backend: shots carry no text of their own (the preview storyboard
+        # included), so the title card, like the subtitles, is drawn once, here.
+        title_seconds=2.0,
         subtitles=tuple(shot.get("scene_text") or shot["prompt"] for shot in job.shots),
         brand=look,
         music=music,

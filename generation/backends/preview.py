@@ -1,10 +1,15 @@
 """The CPU ``preview`` backend: an animated storyboard instead of a diffusion model.
 
-Each shot is a slowly moving background whose colours come from the shot's seed and prompt, the
-tenant's reference image (if any, or a collage of its reference images) in a panel with a Ken
-Burns pan and zoom, the shot's scene text inside the safe margins, and a shot counter; the first
-shot opens on a title card with the job's personalised title. It lets tenants check a template end to end, and lets the whole pipeline run
-on a laptop, without a GPU.
+Each shot is a slowly moving background whose colours come from the shot's seed and prompt, and
+the tenant's reference image (if any, or a collage of its reference images) in a panel with a
+Ken Burns pan and zoom. It lets tenants check a template end to end, and lets the whole pipeline
+run on a laptop, without a GPU.
+
+Like a model's clip, a storyboard frame is a picture without text: the finishing pass
+(``generation.postprocess``) is the one owner of burned-in text and draws the title card, the
+subtitles (the shot's scene text), the logo and the AI label on every backend's shots. The panel
+is kept out of the bands where the finishing pass puts the label and the subtitles, so neither
+covers the reference.
 
 Speed comes from splitting each shot into static layers, drawn once with Pillow, and per-frame
 work that is only a box resize of a pre-scaled image and masked pastes of those layers. Every
@@ -24,7 +29,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, features
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from generation.backends.base import (
     CancelCheck,
@@ -35,7 +40,8 @@ from generation.backends.base import (
     ShotResult,
     ShotSpec,
 )
-from generation.fonts import load_font
+from generation.postprocess.label import LOCALES, label_box
+from generation.postprocess.subtitles import subtitle_area
 from generation.tryon import MAX_PRODUCTS, compose_image
 
 RGB = tuple[int, int, int]
@@ -43,7 +49,7 @@ RGB = tuple[int, int, int]
 CANCEL_POLL_FRAMES = 4
 PROGRESS_REPORTS_PER_SHOT = 16
 MIN_SIDE = 16
-# Text, the counter and the reference panel keep this fraction of the frame from its edges.
+# The reference panel keeps this fraction of the frame from its sides.
 SAFE_MARGIN = 0.06
 
 # The background is drawn larger than the frame so the camera can move over it, and at half
@@ -51,10 +57,6 @@ SAFE_MARGIN = 0.06
 BACKGROUND_OVERSCAN = 1.2
 BACKGROUND_SCALE = 0.5
 REFERENCE_OVERSCAN = 1.15
-
-TITLE_SECONDS = 1.6
-TITLE_RISE_SECONDS = 0.4
-TITLE_FADE_OUT_SECONDS = 0.5
 
 # Colour words a prompt may contain, as (hue in degrees, saturation, value). The earliest one in
 # the prompt sets the palette's base hue; without one the hash picks it.
@@ -98,18 +100,6 @@ COLOUR_WORDS: dict[str, tuple[float, float, float]] = {
 }
 
 _LATIN_WORD = re.compile(r"[a-z]+")
-_CJK_CHARACTERS = (
-    "\u2e80-\u2fff\u3000-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff"
-)
-_CJK = re.compile(f"[{_CJK_CHARACTERS}]")
-# Spaces, single CJK characters (a line may break between any two), and words that break only
-# at spaces.
-_TOKEN = re.compile(f"\\s+|[{_CJK_CHARACTERS}]|[^\\s{_CJK_CHARACTERS}]+")
-# Punctuation that must not open a line (kinsoku): it stays with the character before it.
-_NO_LINE_START = set("，。、！？；：）」』》〉】,.!?;:)]}%”’…")
-ELLIPSIS = "…"
-_RAQM = features.check_feature("raqm")
 
 
 class PreviewBackend:
@@ -135,15 +125,13 @@ class PreviewBackend:
         )
         completed: list[ShotResult] = []
         done = 0
-        for position, shot in enumerate(request.shots):
+        for shot in request.shots:
             if should_cancel():
                 raise GenerationCanceled(
                     completed=completed, partial_device_seconds=0.0, partial_shot_index=None
                 )
             started = time.perf_counter()
-            renderer = _ShotRenderer(
-                request=request, shot=shot, position=position, reference=reference
-            )
+            renderer = _ShotRenderer(request=request, shot=shot, reference=reference)
             frames = np.empty((shot.num_frames, request.height, request.width, 3), np.uint8)
             report_every = max(1, math.ceil(shot.num_frames / PROGRESS_REPORTS_PER_SHOT))
             for frame_index in range(shot.num_frames):
@@ -376,85 +364,6 @@ def _camera_path(
     return (wide, close) if rng.random() < 0.5 else (close, wide)
 
 
-def _tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
-
-
-def _features(text: str) -> list[str] | None:
-    """OpenType features for one line of text.
-
-    A CJK font gives Latin quotes (U+2018 to U+201D) full-width glyphs, which leave a gap in
-    an English possessive; a line without CJK characters asks for proportional ones. Mixed
-    lines keep CJK typography. Features need libraqm; without it Pillow's basic layout draws
-    the defaults, and measuring and drawing still agree.
-    """
-    if _RAQM and not _CJK.search(text):
-        return ["pwid"]
-    return None
-
-
-def _measure(font: ImageFont.FreeTypeFont, text: str) -> float:
-    return font.getlength(text, features=_features(text))
-
-
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
-    """Greedy line breaking: between words for Latin, between characters for CJK."""
-    lines: list[str] = []
-    for paragraph in text.splitlines():
-        line: list[str] = []  # tokens, with " " where the text had spaces
-        for token in _tokens(paragraph):
-            if token.isspace():
-                if line and line[-1] != " ":
-                    line.append(" ")
-                continue
-            if _measure(font, "".join([*line, token])) <= max_width:
-                line.append(token)
-                continue
-            words = [index for index, part in enumerate(line) if part != " "]
-            if token in _NO_LINE_START and len(words) > 1:
-                # Kinsoku: the mark may not open a line, so the word before it moves down too.
-                lines.append("".join(line[: words[-1]]).rstrip())
-                line = [line[words[-1]], token]
-                continue
-            if words:
-                lines.append("".join(line).rstrip())
-            line = []
-            for character in token:  # a single word wider than the line is cut anywhere
-                if line and _measure(font, "".join([*line, character])) > max_width:
-                    lines.append("".join(line))
-                    line = []
-                line.append(character)
-        if "".join(line).strip():
-            lines.append("".join(line).rstrip())
-    return lines
-
-
-def _fit_text(
-    text: str, *, max_width: float, max_lines: int, size: int, min_size: int
-) -> tuple[ImageFont.FreeTypeFont, list[str]]:
-    """The largest font size at which ``text`` fits; at the smallest, the rest is cut with …"""
-    step = max(1, size // 12)
-    for candidate in range(size, min_size - 1, -step):
-        font = load_font(candidate)
-        lines = _wrap(text, font, max_width)
-        if len(lines) <= max_lines:
-            return font, lines
-    font = load_font(min_size)
-    lines = _wrap(text, font, max_width)[:max_lines]
-    if not lines:
-        return font, lines
-    last = lines[-1]
-    while last and _measure(font, last + ELLIPSIS) > max_width:
-        last = last[:-1]
-    lines[-1] = last.rstrip() + ELLIPSIS
-    return font, lines
-
-
-def _line_height(font: ImageFont.FreeTypeFont) -> int:
-    ascent, descent = font.getmetrics()
-    return round((ascent + descent) * 1.08)
-
-
 @dataclass
 class _Sprite:
     """A static RGBA layer, cropped to what it covers, pasted with its alpha each frame."""
@@ -472,62 +381,8 @@ class _Sprite:
             return None
         return cls(layer.crop(box).convert("RGB"), alpha.crop(box), box[0], box[1])
 
-    def paste(self, frame: Image.Image, *, opacity: float = 1.0, offset_y: int = 0) -> None:
-        if opacity <= 0:
-            return
-        mask = self.alpha
-        if opacity < 1:
-            mask = mask.point([round(value * opacity) for value in range(256)])
-        frame.paste(self.rgb, (self.left, self.top + offset_y), mask)
-
-
-def _draw_lines(
-    draw: ImageDraw.ImageDraw,
-    lines: list[str],
-    font: ImageFont.FreeTypeFont,
-    *,
-    centre_x: float,
-    top: float,
-    fill: tuple[int, int, int, int],
-) -> None:
-    line_height = _line_height(font)
-    for number, line in enumerate(lines):
-        draw.text(
-            (centre_x, top + number * line_height),
-            line,
-            font=font,
-            fill=fill,
-            anchor="ma",
-            features=_features(line),
-        )
-
-
-def _text_layer(
-    size: tuple[int, int],
-    lines: list[str],
-    font: ImageFont.FreeTypeFont,
-    *,
-    centre_x: float,
-    top: float,
-    shadow_radius: float,
-) -> Image.Image:
-    """White lines over a soft dark shadow, on a transparent layer."""
-    shadow = Image.new("RGBA", size, (0, 0, 0, 0))
-    offset = max(1.0, shadow_radius * 0.6)
-    _draw_lines(
-        ImageDraw.Draw(shadow),
-        lines,
-        font,
-        centre_x=centre_x + offset,
-        top=top + offset,
-        fill=(0, 0, 0, 170),
-    )
-    if shadow_radius > 0:
-        shadow = shadow.filter(ImageFilter.GaussianBlur(shadow_radius))
-    _draw_lines(
-        ImageDraw.Draw(shadow), lines, font, centre_x=centre_x, top=top, fill=(255, 255, 255, 255)
-    )
-    return shadow
+    def paste(self, frame: Image.Image) -> None:
+        frame.paste(self.rgb, (self.left, self.top), self.alpha)
 
 
 class _ShotRenderer:
@@ -538,7 +393,6 @@ class _ShotRenderer:
         *,
         request: GenerationRequest,
         shot: ShotSpec,
-        position: int,
         reference: _ReferenceImage,
     ):
         width, height = request.width, request.height
@@ -546,7 +400,7 @@ class _ShotRenderer:
         self.frame_count = shot.num_frames
         rng = _shot_random(shot)
         palette = _palette(shot.prompt, rng)
-        margin_x, margin_y = round(width * SAFE_MARGIN), round(height * SAFE_MARGIN)
+        margin_x = round(width * SAFE_MARGIN)
 
         canvas_width = max(2, round(width * BACKGROUND_OVERSCAN * BACKGROUND_SCALE))
         canvas_height = max(2, round(height * BACKGROUND_OVERSCAN * BACKGROUND_SCALE))
@@ -554,88 +408,10 @@ class _ShotRenderer:
         self.background_path = _camera_path(canvas_width, canvas_height, BACKGROUND_OVERSCAN, rng)
 
         self.under: list[_Sprite] = []
-        self.over: list[_Sprite] = []
-
-        counter_top = self._add_counter(position, len(request.shots), margin_x, margin_y)
-        text = shot.scene_text.strip() or shot.prompt.strip()
-        band_top = self._add_scene_text(text, margin_x, margin_y) if text else height - margin_y
-
         self.panel: Image.Image | None = None
         if reference:
-            self._add_panel(reference, rng, margin_x, counter_top, band_top, palette)
-
-        self.title_frames = 0
-        if position == 0 and request.title.strip():
-            self._add_title(request.title.strip(), request.fps, palette, margin_x, margin_y)
-
-    def _add_counter(self, position: int, count: int, margin_x: int, margin_y: int) -> int:
-        """A small "2 / 3" pill in the top right corner; returns the y below it."""
-        width, height = self.size
-        font = load_font(max(8, round(height * 0.034)))
-        label = f"{position + 1} / {count}"
-        left, top, right, bottom = font.getbbox(label)
-        pad_x, pad_y = round(font.size * 0.6), round(font.size * 0.35)
-        box = (
-            width - margin_x - (right - left) - 2 * pad_x,
-            margin_y,
-            width - margin_x,
-            margin_y + (bottom - top) + 2 * pad_y,
-        )
-        layer = Image.new("RGBA", self.size, (0, 0, 0, 0))
-        draw = ImageDraw.Draw(layer)
-        # Boxes here are (left, top, right, bottom) with right and bottom exclusive; Pillow's
-        # rectangles include their last pixel.
-        draw.rounded_rectangle(
-            (box[0], box[1], box[2] - 1, box[3] - 1),
-            radius=(box[3] - box[1]) // 2,
-            fill=(12, 14, 20, 130),
-        )
-        draw.text(
-            (box[0] + pad_x - left, box[1] + pad_y - top),
-            label,
-            font=font,
-            fill=(255, 255, 255, 235),
-        )
-        sprite = _Sprite.from_layer(layer)
-        if sprite is not None:
-            self.over.append(sprite)
-        return box[3]
-
-    def _add_scene_text(self, text: str, margin_x: int, margin_y: int) -> int:
-        """The shot's text, wrapped on a translucent band at the bottom; returns the band's top."""
-        width, height = self.size
-        pad = max(4, round(height * 0.025))
-        font, lines = _fit_text(
-            text,
-            max_width=width - 2 * margin_x - 2 * pad,
-            max_lines=3,
-            size=max(10, round(height * 0.058)),
-            min_size=max(8, round(height * 0.04)),
-        )
-        ascent, descent = font.getmetrics()
-        text_height = _line_height(font) * (len(lines) - 1) + ascent + descent
-        band = (
-            margin_x,
-            height - margin_y - text_height - 2 * pad,
-            width - margin_x,
-            height - margin_y,
-        )
-        layer = Image.new("RGBA", self.size, (0, 0, 0, 0))
-        ImageDraw.Draw(layer).rounded_rectangle(
-            (band[0], band[1], band[2] - 1, band[3] - 1), radius=pad, fill=(10, 12, 18, 150)
-        )
-        text_layer = _text_layer(
-            self.size,
-            lines,
-            font,
-            centre_x=width / 2,
-            top=band[1] + pad,
-            shadow_radius=max(1.0, height / 400),
-        )
-        sprite = _Sprite.from_layer(Image.alpha_composite(layer, text_layer))
-        if sprite is not None:
-            self.over.append(sprite)
-        return band[1]
+            top, bottom = _picture_band(width, height)
+            self._add_panel(reference, rng, margin_x, top, bottom, palette)
 
     def _add_panel(
         self,
@@ -646,7 +422,8 @@ class _ShotRenderer:
         bottom: int,
         palette: _Palette,
     ) -> None:
-        """The reference image in a framed panel above the text, pre-scaled for the camera."""
+        """The reference image in a framed panel between ``top`` and ``bottom``, pre-scaled for
+        the camera."""
         width, height = self.size
         gap = max(4, round(height * 0.03))
         border = max(1, round(height / 160))
@@ -699,52 +476,6 @@ class _ShotRenderer:
         if sprite is not None:
             self.under.append(sprite)
 
-    def _add_title(
-        self, title: str, fps: int, palette: _Palette, margin_x: int, margin_y: int
-    ) -> None:
-        """The opening card: a dark scrim over the moving scene and the personalised title."""
-        width, height = self.size
-        self.title_frames = min(round(fps * TITLE_SECONDS), max(1, self.frame_count * 2 // 3))
-        self.title_fade_out = min(round(fps * TITLE_FADE_OUT_SECONDS), self.title_frames // 3)
-        self.title_rise_frames = min(round(fps * TITLE_RISE_SECONDS), self.title_frames // 3)
-        self.title_rise_pixels = max(1, round(height * 0.025))
-
-        scrim = Image.new("RGBA", self.size, (*_mix(palette.dark, (0, 0, 0), 0.55), 228))
-        self.title_scrim = _Sprite.from_layer(scrim)
-
-        font, lines = _fit_text(
-            title,
-            max_width=width - 4 * margin_x,
-            max_lines=2,
-            size=max(12, round(height * 0.12)),
-            min_size=max(9, round(height * 0.06)),
-        )
-        ascent, descent = font.getmetrics()
-        line_height = _line_height(font)
-        text_height = line_height * (len(lines) - 1) + ascent + descent
-        rule_gap, rule_thickness = round(height * 0.03), max(2, round(height * 0.008))
-        top = (height - text_height - rule_gap - rule_thickness) / 2
-        layer = _text_layer(
-            self.size,
-            lines,
-            font,
-            centre_x=width / 2,
-            top=top,
-            shadow_radius=max(1.0, height / 200),
-        )
-        rule_width = min(max(_measure(font, line) for line in lines), width - 4 * margin_x) * 0.5
-        rule_top = round(top + text_height + rule_gap)
-        ImageDraw.Draw(layer).rectangle(
-            (
-                round((width - rule_width) / 2),
-                rule_top,
-                round((width + rule_width) / 2),
-                rule_top + rule_thickness - 1,
-            ),
-            fill=(*palette.accent, 255),
-        )
-        self.title_text = _Sprite.from_layer(layer)
-
     def frame(self, index: int) -> Image.Image:
         progress = _smoothstep(index / (self.frame_count - 1)) if self.frame_count > 1 else 0.0
         frame = self.background.resize(
@@ -763,23 +494,14 @@ class _ShotRenderer:
                 panel_size, Image.Resampling.BILINEAR, box=_lerp_box(*self.panel_path, progress)
             )
             frame.paste(view, self.panel_box[:2])
-        for sprite in self.over:
-            sprite.paste(frame)
-        if index < self.title_frames:
-            self._paste_title(frame, index)
         return frame
 
-    def _paste_title(self, frame: Image.Image, index: int) -> None:
-        remaining = self.title_frames - index
-        fade_out = min(1.0, remaining / (self.title_fade_out + 1)) if self.title_fade_out else 1.0
-        rise = min(1.0, index / self.title_rise_frames) if self.title_rise_frames else 1.0
-        if self.title_scrim is not None:
-            self.title_scrim.paste(frame, opacity=fade_out)
-        if self.title_text is not None:
-            # The name is fully drawn from the first frame (a poster may be taken there); it only
-            # drifts up into place.
-            offset = round(self.title_rise_pixels * (1 - _smoothstep(rise)))
-            self.title_text.paste(frame, opacity=fade_out, offset_y=offset)
+
+def _picture_band(width: int, height: int) -> tuple[int, int]:
+    """Rows [top, bottom) free of the finishing pass's text: below the AI label (the taller of
+    its locales; a corner logo sits level with it) and above where subtitles go."""
+    top = max(box.y + box.h for box in (label_box(width, height, locale) for locale in LOCALES))
+    return top, subtitle_area(width=width, height=height).y
 
 
 def _mix(colour: RGB, other: RGB, amount: float) -> RGB:

@@ -40,6 +40,31 @@ class RenderedSubtitle:
         return self.overlay.box
 
 
+def _sizes(width: int, height: int) -> tuple[int, int, int, int]:
+    """(full font size, smallest font size, plate padding x, plate padding y) on a canvas."""
+    short = min(width, height)
+    size = max(8, round(SIZE * short))
+    min_size = min(size, max(8, round(MIN_SIZE * short)))
+    return size, min_size, max(2, round(size * 0.35)), max(1, round(size * 0.12))
+
+
+def _bottom_margin(width: int, height: int) -> int:
+    return round(height * PORTRAIT_BOTTOM) if height > width else safe_margins(width, height)[1]
+
+
+def subtitle_area(*, width: int, height: int) -> Box:
+    """Where subtitles go on a ``width`` x ``height`` canvas with nothing to clear: the
+    footprint of the tallest one (``MAX_LINES`` lines at the full size). The finishing pass owns
+    this band; a picture that keeps its subject above it is never covered by a subtitle."""
+    size, _min_size, _pad_x, pad_y = _sizes(width, height)
+    ascent, descent = load_font(size).getmetrics()
+    block_h = line_height(size) * (MAX_LINES - 1) + ascent + descent + 2 * pad_y
+    margin_x = safe_margins(width, height)[0]
+    bottom = height - _bottom_margin(width, height)
+    top = max(0, bottom - block_h)
+    return Box(margin_x, top, width - 2 * margin_x, bottom - top)
+
+
 def render_subtitle(
     text: str, *, width: int, height: int, avoid: Iterable[Box] = ()
 ) -> RenderedSubtitle | None:
@@ -50,12 +75,8 @@ def render_subtitle(
     """
     if not text.strip():
         return None
-    short = min(width, height)
-    margin_x, margin_y = safe_margins(width, height)
-    size = max(8, round(SIZE * short))
-    min_size = min(size, max(8, round(MIN_SIZE * short)))
-    pad_x = max(2, round(size * 0.35))
-    pad_y = max(1, round(size * 0.12))
+    margin_x = safe_margins(width, height)[0]
+    size, min_size, pad_x, pad_y = _sizes(width, height)
     fitted = fit(
         text,
         max_width=width - 2 * margin_x - 2 * pad_x,
@@ -66,7 +87,7 @@ def render_subtitle(
     font = load_font(fitted.size)
     ascent, descent = font.getmetrics()
     step = line_height(fitted.size)
-    bottom_margin = round(height * PORTRAIT_BOTTOM) if height > width else margin_y
+    bottom_margin = _bottom_margin(width, height)
     block_h = step * (len(fitted.lines) - 1) + ascent + descent + 2 * pad_y
     top = height - bottom_margin - block_h
     footprint = Box(margin_x, top, width - 2 * margin_x, block_h)

@@ -45,7 +45,7 @@ def test_a_job_runs_to_succeeded_and_the_mp4_decodes_at_the_expected_size(
     ]
     info = probe_mp4(get_bytes(job.video_key))
     assert (info["width"], info["height"], info["codec"]) == (128, 96, "h264")
-    assert info["frames"] == 8  # 1 s at 8 fps
+    assert info["frames"] == 16 + 8  # the 2 s title card, then the 1 s shot, at 8 fps
     assert job.video_key.startswith(f"tenants/{job.tenant_id}/jobs/{job.id}/")
     body = api.get(f"/api/v1/jobs/{job.id}/").json()
     assert body["state"] == "succeeded"

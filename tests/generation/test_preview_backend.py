@@ -1,4 +1,4 @@
-"""The CPU preview backend: deterministic storyboard frames, progress, cancel, text, image."""
+"""The CPU preview backend: deterministic storyboard frames, progress, cancel, no text, image."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from PIL import Image
 
 from generation import fonts
 from generation.backends.base import GenerationCanceled, GenerationRequest, ShotSpec
-from generation.backends.preview import SAFE_MARGIN, PreviewBackend
+from generation.backends.preview import PreviewBackend
 from generation.fonts import FontNotFoundError, cjk_font_path, load_font
+from generation.postprocess.label import LOCALES, label_box
+from generation.postprocess.subtitles import subtitle_area
 
 WIDTH, HEIGHT, FPS = 320, 180, 12
 NOT_IN_FONT = "\U000f0000\U000f0001"  # private use plane: the font draws its .notdef box
@@ -246,57 +248,39 @@ def test_it_says_which_package_to_install_when_the_font_is_missing(monkeypatch):
     assert cjk_font_path().endswith(".otf")
 
 
-@pytest.mark.parametrize("title", ["小明", "Ming"])
-def test_it_draws_the_title_glyphs_on_the_first_frame(title):
-    """A renderer drawing boxes would give the same frame for a title and its reverse."""
-    first_frame = {
-        text: generate(make_request(title=text)).shots[0].frames[0]
-        for text in (title, title[::-1], NOT_IN_FONT, "")
-    }
-
-    assert not np.array_equal(first_frame[title], first_frame[title[::-1]])
-    assert not np.array_equal(first_frame[title], first_frame[NOT_IN_FONT])
-    assert not np.array_equal(first_frame[title], first_frame[""])
-
-
-def test_it_shows_the_title_at_the_start_of_the_first_shot_only():
-    with_title = generate(make_request(title="小明的勇气"))
-    without_title = generate(make_request(title=""))
-
-    assert not np.array_equal(with_title.shots[0].frames[0], without_title.shots[0].frames[0])
-    assert np.array_equal(with_title.shots[0].frames[-1], without_title.shots[0].frames[-1])
-    assert np.array_equal(with_title.shots[1].frames, without_title.shots[1].frames)
-    assert np.array_equal(with_title.shots[2].frames, without_title.shots[2].frames)
-
-
-def test_it_keeps_scene_text_inside_the_safe_margins():
-    long_text = "小明鼓起勇气，在全班同学面前大声说出了自己的想法。 " * 6 + "Everyone listened." * 4
-    short = make_request(shots=(ShotSpec(0, "a classroom", "", 3, 5, scene_text="Hi"),))
-    long = make_request(shots=(ShotSpec(0, "a classroom", "", 3, 5, scene_text=long_text),))
-
-    short_frames = generate(short).shots[0].frames
-    long_frames = generate(long).shots[0].frames
-
-    left, top, right, bottom = changed_box(short_frames[1], long_frames[1])
-    assert left >= round(WIDTH * SAFE_MARGIN)
-    assert right <= WIDTH - round(WIDTH * SAFE_MARGIN)
-    assert bottom <= HEIGHT - round(HEIGHT * SAFE_MARGIN)
-    assert top > 0
-
-
-def test_it_falls_back_to_the_prompt_when_a_shot_has_no_scene_text():
-    shot = ShotSpec(0, "a quiet library", "", 2, 9)
-
-    from_prompt = generate(make_request(shots=(shot,))).shots[0].frames
-    other_prompt_text = (
-        generate(make_request(shots=(replace(shot, scene_text="a noisy library"),))).shots[0].frames
+def test_it_draws_neither_the_title_nor_the_scene_text():
+    """Burned-in text is the finishing pass's alone: a storyboard frame is a picture."""
+    plain = make_request(
+        title="", shots=tuple(replace(shot, scene_text="") for shot in make_request().shots)
     )
-    same_as_prompt = (
-        generate(make_request(shots=(replace(shot, scene_text="a quiet library"),))).shots[0].frames
+    worded = make_request(
+        title="小明的勇气",
+        shots=tuple(
+            replace(shot, scene_text="小明鼓起勇气，举起了手。 Everyone listened.")
+            for shot in plain.shots
+        ),
     )
 
-    assert np.array_equal(from_prompt, same_as_prompt)
-    assert not np.array_equal(from_prompt, other_prompt_text)
+    for bare, with_text in zip(generate(plain).shots, generate(worded).shots, strict=True):
+        assert np.array_equal(bare.frames, with_text.frames)
+
+
+@pytest.mark.parametrize(("width", "height"), [(WIDTH, HEIGHT), (HEIGHT, WIDTH)])
+def test_it_keeps_the_reference_panel_between_the_label_and_the_subtitles(width, height):
+    magenta, green = (255, 0, 255), (0, 255, 0)
+    reference = image_bytes(two_colour_image((400, 300), magenta, green, split="horizontal"))
+    shot = ShotSpec(0, "a shop window", "", 6, 11, scene_text="The coat")
+    request = make_request(width=width, height=height, shots=(shot,), reference_image=reference)
+
+    frames = generate(request).shots[0].frames
+
+    label_bottom = max(box.y + box.h for box in (label_box(width, height, x) for x in LOCALES))
+    subtitles_top = subtitle_area(width=width, height=height).y
+    for frame in frames:
+        panel = np.all(frame == magenta, axis=-1) | np.all(frame == green, axis=-1)
+        rows = np.flatnonzero(panel.any(axis=1))
+        assert rows.size > 0
+        assert label_bottom <= rows[0] and rows[-1] < subtitles_top, (rows[0], rows[-1])
 
 
 def test_it_shows_the_reference_image():

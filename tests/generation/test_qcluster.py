@@ -40,7 +40,8 @@ def test_a_real_qcluster_on_redis_runs_a_job_to_succeeded(redis_url, tmp_path):
             output = worker.communicate(timeout=20)[0].decode(errors="replace")[-4000:]
             pytest.fail(f"job ended {job.state} {job.error_code} {job.error_message}\n{output}")
         info = probe_mp4(get_bytes(job.video_key))
-        assert (info["width"], info["height"], info["frames"]) == (128, 96, 8)
+        # the 2 s title card, then the 1 s shot, at 8 fps
+        assert (info["width"], info["height"], info["frames"]) == (128, 96, 16 + 8)
         assert Job.objects.get(pk=job.pk).usage_events.count() == 1
         from generation.models import WorkerHeartbeat
 
