@@ -3,6 +3,8 @@ response carries, and the request id every log line of a request carries."""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import re
 import time
@@ -174,13 +176,28 @@ class ProbeMiddleware:
         if path == "/readyz":
             return _readiness()
         if path == "/metrics":
-            token = settings.REELCAST_METRICS_TOKEN
-            if token and request.headers.get("Authorization") != f"Bearer {token}":
-                return HttpResponse(status=401)
+            if not _metrics_allowed(request):
+                return HttpResponse(status=401, headers={"WWW-Authenticate": "Bearer"})
             from generation.metrics import render
 
             return HttpResponse(render(), content_type="text/plain; version=0.0.4")
         return self.get_response(request)
+
+
+def _metrics_allowed(request: HttpRequest) -> bool:
+    """With REELCAST_METRICS_TOKEN, the bearer token (compared in constant time); without one,
+    only a caller on this host (a sidecar, a node-local agent) in production, anyone under
+    DJANGO_DEBUG. Queue depths and job counts are platform totals, but still nobody's business."""
+    token = settings.REELCAST_METRICS_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "")
+        return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+    if settings.DEBUG:
+        return True
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False
 
 
 def _readiness() -> JsonResponse:
