@@ -1,12 +1,15 @@
 """Signed, expiring download links, and serving them with HTTP Range.
 
 On S3-compatible storage the link is the store's own presigned URL (the store handles Range).
-On local storage it is ``/dl/<token>/<filename>``, where the token is an HMAC-signed
-(tenant, key, expiry) triple: tampering with any part, or using it after expiry, is refused.
+On local storage it is ``/dl/<token>/<filename>``, where the token is an encrypted and
+authenticated (tenant, key, expiry) triple, opaque to whoever holds it: tampering with any
+part, or using it after expiry, is refused.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import mimetypes
 import os
 import re
@@ -14,11 +17,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core import signing
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 
 SALT = "reelcast.download.v1"
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -38,16 +42,30 @@ def signed_link(
     expires_at = datetime.fromtimestamp(expires, tz=UTC)
     if settings.REELCAST_STORAGE == "s3":
         return SignedLink(url=default_storage.url(key, expire=ttl), expires_at=expires_at)
-    token = signing.dumps({"t": str(tenant.id), "k": key, "e": expires}, salt=SALT, compress=True)
+    payload = json.dumps({"t": str(tenant.id), "k": key, "e": expires}, separators=(",", ":"))
+    token = _fernet().encrypt(payload.encode()).decode()
     path = reverse("download", kwargs={"token": token, "filename": os.path.basename(key)})
     return SignedLink(url=f"{settings.REELCAST_PUBLIC_URL}{path}", expires_at=expires_at)
+
+
+def _fernet_key(secret: str) -> bytes:
+    digest = salted_hmac(SALT, "download-link-key", secret=secret, algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+def _fernet() -> MultiFernet:
+    """Links are encrypted as well as signed (Fernet: AES-128-CBC with an HMAC-SHA256), so a
+    link shows neither the tenant id nor the storage key; keys come from the secret key, and
+    links made under a key in SECRET_KEY_FALLBACKS keep working until they expire."""
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return MultiFernet([Fernet(_fernet_key(secret)) for secret in secrets])
 
 
 def resolve_token(token: str, *, now: float | None = None) -> str:
     """The storage key a token grants, or Http404 when it is forged, altered or expired."""
     try:
-        payload = signing.loads(token, salt=SALT)
-    except signing.BadSignature:
+        payload = json.loads(_fernet().decrypt(token.encode()))
+    except (InvalidToken, ValueError, UnicodeError):
         raise Http404("invalid link") from None
     if not isinstance(payload, dict) or {"t", "k", "e"} - payload.keys():
         raise Http404("invalid link")
