@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import sysconfig
@@ -104,3 +105,44 @@ def test_request_facing_modules_only_query_tenant_data_through_for_tenant():
     problems = [problem for module in modules for problem in _unscoped_uses(module)]
     # A deliberate exception carries "# unscoped: <why>" on its line.
     assert problems == []
+
+
+APPS = ("config", "tenants", "generation", "billing", "moderation")
+
+# What setuptools would put in the wheel, read from pyproject.toml by setuptools itself (its
+# build_py command, finalized but not run), with the warnings it gives on the way.
+_WHEEL_CONTENTS = """
+import json, warnings
+from setuptools.dist import Distribution
+from setuptools.config.pyprojecttoml import apply_configuration
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    dist = apply_configuration(Distribution({"script_name": "setup.py"}), "pyproject.toml")
+    build_py = dist.get_command_obj("build_py")
+    build_py.ensure_finalized()
+    files = [module[2] for module in build_py.find_all_modules()]
+    files += [f"{src}/{name}" for _, src, _, names in build_py.data_files for name in names]
+print(json.dumps({"files": files, "warnings": [str(w.message).splitlines()[0] for w in caught]}))
+"""
+
+
+def test_the_wheel_ships_every_file_of_the_apps_and_setuptools_has_nothing_to_warn_about():
+    out = subprocess.run(
+        [sys.executable, "-c", _WHEEL_CONTENTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["warnings"] == []
+    shipped = {Path(name).as_posix() for name in report["files"]}
+    on_disk = {
+        path.relative_to(ROOT).as_posix()
+        for app in APPS
+        for path in (ROOT / app).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+    assert any(name.startswith("moderation/lexicons/zh/") for name in on_disk)
+    assert sorted(on_disk - shipped) == []
