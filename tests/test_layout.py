@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import sysconfig
@@ -146,3 +147,27 @@ def test_the_wheel_ships_every_file_of_the_apps_and_setuptools_has_nothing_to_wa
     }
     assert any(name.startswith("moderation/lexicons/zh/") for name in on_disk)
     assert sorted(on_disk - shipped) == []
+
+
+# [text](target) and ![alt](target); <…> targets and an optional "title" after the target.
+_MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_PATH_IN_CODE = re.compile(r"`(\.\./[^`\s]+)`")
+
+
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_every_relative_link_in_the_readme_and_docs_names_a_file_in_the_repository():
+    broken = []
+    for document in _documents():
+        text = document.read_text()
+        targets = _MARKDOWN_LINK.findall(text) + _PATH_IN_CODE.findall(text)
+        for target in targets:
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                continue  # a URL (http:, mailto:) or an anchor in the same page
+            path = (document.parent / target.split("#", 1)[0]).resolve()
+            if not path.is_relative_to(ROOT) or not path.exists():
+                broken.append(f"{document.relative_to(ROOT)}: {target}")
+    assert len(_documents()) >= 3
+    assert broken == []
