@@ -33,8 +33,8 @@ from tenants.services import apikey_create, apikey_origin_add, apikey_revoke, me
 DEMO_USERNAME = "demo"
 DEMO_KEY_NAMES = ("demo secret key", "demo storefront key")
 ROTATE_HINT = (
-    "the demo keys exist already and were printed when they were made (they are stored hashed); "
-    "`manage.py seed_demo --rotate-keys` revokes them and prints new ones"
+    "The demo keys exist already: they were printed when they were made and are stored hashed. "
+    "`manage.py seed_demo --rotate-keys` revokes them and prints new ones."
 )
 
 SCHOOL_TEMPLATE = {
@@ -268,7 +268,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  publishable key: {self._shown(shop_pk)}")
         self.stdout.write(f"    allowed from:  {', '.join(shop_pk['origins'])}")
         if kept:
-            self.stdout.write(f"({ROTATE_HINT})")
+            self.stdout.write(ROTATE_HINT)
 
     def _key(
         self,
