@@ -26,8 +26,9 @@ $(VENV)/.dev-$(DEPS_HASH): $(BIN)/python pyproject.toml
 	@touch $@
 install-dev: $(VENV)/.dev-$(DEPS_HASH)
 
+# exec: the SIGTERM that make passes on to its child reaches the script, which stops both.
 run: install-run
-	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) bash platform/deploy/run-local.sh
+	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) exec bash platform/deploy/run-local.sh
 
 # Any manage.py command on this checkout, e.g. make manage ARGS="createoperator alice": the same
 # var/local.env as `make run` (written here too if missing), and the same public URL.

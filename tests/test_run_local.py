@@ -1,7 +1,7 @@
 """`make run` (platform/deploy/run-local.sh) as a user and a process manager meet it: it comes
-up on a fresh var directory, and SIGTERM to the script (what systemd or supervisord sends) stops
-the web server and the worker as Ctrl-C does, leaving no process behind. A second start on the
-same directory keeps the demo keys the first one printed."""
+up on a fresh var directory, and SIGTERM (what systemd or supervisord sends), to the script or
+to `make run`, stops the web server and the worker as Ctrl-C does, leaving no process behind.
+Later starts on the same directory keep the demo keys the first one printed."""
 
 from __future__ import annotations
 
@@ -73,12 +73,18 @@ def _describe(processes: list[psutil.Process]) -> str:
     return "; ".join(lines)
 
 
-def _start(var_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    # its own session: a signal for the group reaches the script and nothing of the test's
+def _start(var_dir: Path, port: int, log: Path, *, through_make: bool = False) -> subprocess.Popen:
+    """run-local.sh, or `make run` (without its install step: this interpreter's venv is
+    ready), in a session of its own: a signal for the group reaches it and nothing of the
+    test's, as Ctrl-C in a terminal reaches the foreground group."""
+    env = _environment(var_dir, port)
+    command = ["bash", str(SCRIPT)]
+    if through_make:
+        command = ["make", "-s", "-o", "install-run", "run", f"BIN={env['BIN']}", f"PORT={port}"]
     return subprocess.Popen(
-        ["bash", str(SCRIPT)],
+        command,
         cwd=ROOT,
-        env=_environment(var_dir, port),
+        env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -121,28 +127,33 @@ def test_sigterm_to_make_run_stops_web_and_worker_like_ctrl_c_does(tmp_path):
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     port = _free_port()
-    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    logs = [tmp_path / f"start-{n}.log" for n in (1, 2, 3)]
 
-    script = _start(var_dir, port, first_log)
+    script = _start(var_dir, port, logs[0])
     try:
-        _wait_until_healthy(script, port, first_log)
+        _wait_until_healthy(script, port, logs[0])
         names = sorted(" ".join(p.cmdline()[1:3]) for p in _ours(var_dir) if p.pid != script.pid)
         assert "manage.py qcluster" in names and "manage.py runserver" in names, names
 
         script.send_signal(signal.SIGTERM)  # to the script alone, as a process manager does
-        assert _wait_until_all_gone(script, var_dir, "SIGTERM to the script") == 143
+        assert _wait_until_all_gone(script, var_dir, "SIGTERM to run-local.sh") == 143
 
-        script = _start(var_dir, port, second_log)
-        _wait_until_healthy(script, port, second_log)
-        os.killpg(script.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
-        assert _wait_until_all_gone(script, var_dir, "SIGINT to its group") == 130
+        make = _start(var_dir, port, logs[1], through_make=True)
+        _wait_until_healthy(make, port, logs[1])
+        make.send_signal(signal.SIGTERM)  # a process manager that runs `make run`
+        assert _wait_until_all_gone(make, var_dir, "SIGTERM to make run") != 0
+
+        make = _start(var_dir, port, logs[2], through_make=True)
+        _wait_until_healthy(make, port, logs[2])
+        os.killpg(make.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        assert _wait_until_all_gone(make, var_dir, "Ctrl-C (SIGINT to the group)") != 0
     finally:
         for process in _ours(var_dir):
             process.kill()
 
-    first, second = first_log.read_text(), second_log.read_text()
-    assert "wrote " in first and "local.env: a generated DJANGO_SECRET_KEY" in first
-    assert "wrote " not in second  # the file is written once
+    first, *later = (log.read_text() for log in logs)
+    assert "local.env: a generated DJANGO_SECRET_KEY" in first
+    assert all("local.env" not in text for text in later)  # the file is written once
     assert (var_dir / "local.env").stat().st_mode & 0o077 == 0  # it holds a secret
     assert "secret key:      sk_" in first
-    assert "exists; see below" in second and "--rotate-keys" in second
+    assert all("exists; see below" in text and "--rotate-keys" in text for text in later)
