@@ -113,12 +113,13 @@ APPS = ("config", "tenants", "generation", "billing", "moderation")
 # What setuptools would put in the wheel, read from pyproject.toml by setuptools itself (its
 # build_py command, finalized but not run), with the warnings it gives on the way.
 _WHEEL_CONTENTS = """
-import json, warnings
+import json, sys, warnings
 from setuptools.dist import Distribution
 from setuptools.config.pyprojecttoml import apply_configuration
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     dist = apply_configuration(Distribution({"script_name": "setup.py"}), "pyproject.toml")
+    dist.get_command_obj("egg_info").egg_base = sys.argv[1]  # not in the checkout
     build_py = dist.get_command_obj("build_py")
     build_py.ensure_finalized()
     files = [module[2] for module in build_py.find_all_modules()]
@@ -127,9 +128,11 @@ print(json.dumps({"files": files, "warnings": [str(w.message).splitlines()[0] fo
 """
 
 
-def test_the_wheel_ships_every_file_of_the_apps_and_setuptools_has_nothing_to_warn_about():
+def test_the_wheel_ships_every_file_of_the_apps_and_setuptools_has_nothing_to_warn_about(
+    tmp_path,
+):
     out = subprocess.run(
-        [sys.executable, "-c", _WHEEL_CONTENTS],
+        [sys.executable, "-c", _WHEEL_CONTENTS, str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
