@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEPS_HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test test-fast bench lint format install-run install-dev clean
+.PHONY: run manage test test-fast bench lint format install-run install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,15 @@ $(VENV)/.dev-$(DEPS_HASH): $(BIN)/python pyproject.toml
 	@touch $@
 install-dev: $(VENV)/.dev-$(DEPS_HASH)
 
+# exec: the SIGTERM that make passes on to its child reaches the script, which stops both.
 run: install-run
-	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) bash platform/deploy/run-local.sh
+	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) exec bash platform/deploy/run-local.sh
+
+# Any manage.py command on this checkout, e.g. make manage ARGS="createoperator alice": the same
+# var/local.env as `make run` (written here too if missing), and the same public URL.
+manage: install-run
+	@BIN=$(BIN) bash platform/deploy/local-env.sh
+	@REELCAST_PUBLIC_URL=$${REELCAST_PUBLIC_URL:-http://$(HOST):$(PORT)} $(BIN)/python manage.py $(ARGS)
 
 test: install-dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

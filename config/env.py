@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 
@@ -17,6 +19,53 @@ class EnvError(ValueError):
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def load_local_env(base_dir: Path) -> list[str]:
+    """Load a local checkout's settings file, before any setting is read: REELCAST_ENV_FILE
+    (which must exist), else ``local.env`` in REELCAST_VAR_DIR (default ``<checkout>/var``),
+    where `make run` writes a generated DJANGO_SECRET_KEY and DJANGO_DEBUG=true once.
+    Production has no such file and sets its environment itself."""
+    named = os.environ.get("REELCAST_ENV_FILE")
+    if named:
+        return load_env_file(Path(named), required=True)
+    var_dir = Path(os.environ.get("REELCAST_VAR_DIR") or base_dir / "var")
+    return load_env_file(var_dir / "local.env")
+
+
+def load_env_file(path: Path, *, required: bool = False) -> list[str]:
+    """Put the ``KEY=VALUE`` lines of ``path`` into the environment; returns the names set.
+
+    A variable already in the environment wins, so a deployment's own settings are never
+    overridden by a file. Blank lines and ``#`` comments are skipped, ``export`` is allowed, and
+    a value may be wrapped in one pair of single or double quotes (taken literally: no escapes,
+    no ``$`` expansion). A missing file sets nothing (production has none) unless ``required``;
+    a malformed line stops the process, naming the file and the line.
+    """
+    if not path.exists():
+        if required:
+            raise EnvError(f"REELCAST_ENV_FILE names {path}, which does not exist")
+        return []
+    loaded = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        name, equals, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not _ENV_NAME.fullmatch(name):
+            raise EnvError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name not in os.environ:
+            os.environ[name] = value
+            loaded.append(name)
+    return loaded
 
 
 def env_str(name: str, default: str = "") -> str:

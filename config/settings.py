@@ -21,9 +21,13 @@ from config.env import (
     env_list,
     env_rate,
     env_str,
+    load_local_env,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# First of all: a local checkout's var/local.env (written once by `make run`) fills in what the
+# environment leaves unset; the environment wins. Production has no such file.
+load_local_env(BASE_DIR)
 VAR_DIR = Path(env_str("REELCAST_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)

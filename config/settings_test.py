@@ -8,6 +8,8 @@ import os
 import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
+# The suite never reads a developer's var/local.env (`make run` writes one): /dev/null is empty.
+os.environ.setdefault("REELCAST_ENV_FILE", os.devnull)
 
 from config.settings import *  # noqa: F403
 from config.settings import DATABASES, Q_CLUSTER

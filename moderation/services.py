@@ -723,3 +723,58 @@ def _close(case: ReviewCase, status: str, operator: AbstractBaseUser, reason: st
     case.decided_by = operator
     case.decision_reason = reason[:1000]
     case.save(update_fields=["status", "decided_at", "decided_by", "decision_reason"])
+
+
+# --- operators ------------------------------------------------------------------------------
+
+OPERATOR_GROUP = "operators"
+# Every permission a section of the operator console asks for (moderation/console_views.py).
+OPERATOR_PERMISSIONS = (REVIEW_PERMISSION, "tenants.change_tenant", "billing.change_subscription")
+
+
+def operator_create(
+    *, username: str, email: str = "", password: str | None, existing: bool = False
+) -> AbstractBaseUser:
+    """Make ``username`` an operator: an active staff user in the ``operators`` group, which
+    holds exactly the console's permissions (not a superuser, so Django admin shows it only what
+    those permissions allow).
+
+    A new user needs a password that passes AUTH_PASSWORD_VALIDATORS. An existing user is
+    promoted only when ``existing`` says so (never by a typo of a new name); its password is
+    changed only when one is given. Raises django.core.exceptions.ValidationError.
+    """
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError as InvalidInput
+
+    user_model = get_user_model()
+    with transaction.atomic():
+        user = user_model.objects.select_for_update().filter(username=username).first()
+        if user is not None and not existing:
+            raise InvalidInput(
+                f"A user named {username!r} exists already; pass --existing to make them an "
+                "operator."
+            )
+        created = user is None
+        if user is None:
+            if not password:
+                raise InvalidInput("A new operator needs a password.")
+            user = user_model(username=username, email=email)
+        elif email:
+            user.email = email
+        if password:
+            validate_password(password, user)
+            user.set_password(password)
+        user.is_staff = True
+        user.is_active = True
+        user.save()
+        group, _ = Group.objects.get_or_create(name=OPERATOR_GROUP)
+        for name in OPERATOR_PERMISSIONS:
+            app_label, codename = name.split(".", 1)
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        user.groups.add(group)
+    logger.info("operator %s %s", username, "created" if created else "promoted")
+    return user

@@ -289,6 +289,17 @@ def apikey_create(
     raise RuntimeError("could not allocate a unique API key prefix")
 
 
+def apikey_origin_add(*, api_key: ApiKey, origin: str) -> ApiKey:
+    """Let a publishable key be used from one more origin (``scheme://host[:port]``, as the
+    browser sends it); an origin it lists already changes nothing."""
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)  # unscoped: by id
+        if origin not in api_key.allowed_origins:
+            api_key.allowed_origins = [*api_key.allowed_origins, origin]
+            api_key.save(update_fields=["allowed_origins"])
+    return api_key
+
+
 def apikey_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke at once; a revoked key never authenticates again."""
     if api_key.revoked_at is None:

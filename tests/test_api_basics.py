@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from generation.models import Template
 from tenants.models import ApiKey, Tenant
@@ -72,22 +72,117 @@ def test_readiness_fails_when_the_broker_is_down(client, settings):
     assert response.json()["broker"].startswith("unavailable")
 
 
-def test_seed_demo_is_idempotent_and_leaves_one_live_key_of_each_kind(capsys):
-    call_command("seed_demo", "--json")
-    first = json.loads(capsys.readouterr().out)
-    call_command("seed_demo", "--json")
-    second = json.loads(capsys.readouterr().out)
+def _seed_demo(capsys, *args: str) -> dict:
+    call_command("seed_demo", "--json", *args)
+    return json.loads(capsys.readouterr().out)
+
+
+def _live_demo_keys() -> list[tuple[str, str]]:
+    return sorted(
+        ApiKey.objects.filter(revoked_at__isnull=True).values_list("tenant__slug", "kind")
+    )
+
+
+ONE_OF_EACH = [("maple-primary", "secret"), ("northwind", "publishable"), ("northwind", "secret")]
+
+
+def _embed_status(raw_key: str, template_id: str, origin: str) -> int:
+    """What the storefront widget gets when it describes the demo template from ``origin``."""
+    client = key_client(raw_key, HTTP_ORIGIN=origin)
+    return client.get(f"/api/v1/embed/templates/{template_id}/").status_code
+
+
+def test_seed_demo_run_again_keeps_the_keys_it_printed_working(capsys):
+    first = _seed_demo(capsys)
+
+    second = _seed_demo(capsys)
+
     assert Tenant.objects.count() == 2
     assert Template.objects.count() == 2
-    live = ApiKey.objects.filter(revoked_at__isnull=True)
-    assert sorted(live.values_list("tenant__slug", "kind")) == [
-        ("maple-primary", "secret"),
-        ("northwind", "publishable"),
-        ("northwind", "secret"),
-    ]
-    assert key_client(first["school"]["secret_key"]).get("/api/v1/jobs/").status_code == 401
-    assert key_client(second["school"]["secret_key"]).get("/api/v1/jobs/").status_code == 200
+    assert _live_demo_keys() == ONE_OF_EACH
+    assert key_client(first["school"]["secret_key"]).get("/api/v1/jobs/").status_code == 200
+    assert key_client(first["shop"]["secret_key"]).get("/api/v1/jobs/").status_code == 200
+    shop_template = first["shop"]["template"]
+    pk = first["shop"]["publishable_key"]
+    assert _embed_status(pk, shop_template, "http://127.0.0.1:8000") == 200
+    # a hashed key cannot be shown again: the second run names it and says how to get new ones
+    assert second["school"]["secret_key"] is None
+    assert second["shop"]["publishable_key"] is None
+    assert second["school"]["secret_key_prefix"] == first["school"]["secret_key_prefix"]
+    assert first["school"]["secret_key"].startswith(second["school"]["secret_key_prefix"])
+    assert "--rotate-keys" in second["note"]
+    assert "note" not in first
     assert second["school"]["template"] == first["school"]["template"]
+
+
+def test_seed_demo_rotate_keys_revokes_the_demo_keys_and_prints_new_ones(capsys):
+    first = _seed_demo(capsys, "--public-origin", "http://127.0.0.1:8100")
+
+    rotated = _seed_demo(capsys, "--rotate-keys", "--public-origin", "http://localhost:8100")
+
+    assert _live_demo_keys() == ONE_OF_EACH
+    assert key_client(first["school"]["secret_key"]).get("/api/v1/jobs/").status_code == 401
+    assert key_client(rotated["school"]["secret_key"]).get("/api/v1/jobs/").status_code == 200
+    assert "note" not in rotated
+    # the new storefront key keeps the origins of the one it replaced
+    assert rotated["shop"]["publishable_key_origins"] == [
+        "http://127.0.0.1:8100",
+        "http://localhost:8100",
+    ]
+    template_id = rotated["shop"]["template"]
+    new_pk, old_pk = rotated["shop"]["publishable_key"], first["shop"]["publishable_key"]
+    assert _embed_status(new_pk, template_id, "http://127.0.0.1:8100") == 200
+    assert _embed_status(old_pk, template_id, "http://127.0.0.1:8100") == 401
+
+
+def test_the_storefront_key_is_allowed_from_the_port_make_run_used(capsys, settings):
+    settings.REELCAST_PUBLIC_URL = "http://127.0.0.1:8100"  # what `PORT=8100 make run` sets
+
+    keys = _seed_demo(capsys)
+
+    pk, template_id = keys["shop"]["publishable_key"], keys["shop"]["template"]
+    assert keys["shop"]["publishable_key_origins"] == ["http://127.0.0.1:8100"]
+    assert _embed_status(pk, template_id, "http://127.0.0.1:8100") == 200
+    assert _embed_status(pk, template_id, "http://127.0.0.1:8000") == 404
+
+
+def test_seed_demo_run_again_with_another_origin_adds_it_to_the_same_key(capsys):
+    first = _seed_demo(capsys, "--public-origin", "http://127.0.0.1:8100")
+
+    again = _seed_demo(capsys, "--public-origin", "HTTP://LocalHost:8200/")
+
+    pk, template_id = first["shop"]["publishable_key"], first["shop"]["template"]
+    assert again["shop"]["publishable_key_prefix"] == first["shop"]["publishable_key_prefix"]
+    assert again["shop"]["publishable_key_origins"] == [
+        "http://127.0.0.1:8100",
+        "http://localhost:8200",
+    ]
+    assert _embed_status(pk, template_id, "http://127.0.0.1:8100") == 200
+    assert _embed_status(pk, template_id, "http://localhost:8200") == 200
+
+
+def test_seed_demo_refuses_an_origin_with_a_path_and_changes_nothing(capsys):
+    first = _seed_demo(capsys)
+
+    with pytest.raises(CommandError, match="is not an origin: write only scheme://host"):
+        call_command("seed_demo", "--public-origin", "http://127.0.0.1:8100/shop")
+
+    key = ApiKey.objects.get(kind=ApiKey.Kind.PUBLISHABLE, revoked_at__isnull=True)
+    assert key.prefix == first["shop"]["publishable_key_prefix"]
+    assert key.allowed_origins == ["http://127.0.0.1:8000"]
+
+
+def test_seed_demo_text_output_says_the_keys_exist_and_how_to_get_new_ones(capsys):
+    call_command("seed_demo")
+    printed = capsys.readouterr().out
+    assert "secret key:      sk_" in printed
+    assert "allowed from:  http://127.0.0.1:8000" in printed
+
+    call_command("seed_demo")
+
+    again = capsys.readouterr().out
+    assert "sk_" in again and "… (exists; see below)" in again
+    assert "seed_demo --rotate-keys` revokes them and prints new ones" in again
 
 
 def test_the_demo_templates_make_jobs(run_on_commit, capsys):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
-from django_q.models import Schedule
+from django_q.models import Schedule, Task
+from django_q.tasks import async_task
 
 from billing import tasks
 from billing.models import RollupHour
@@ -47,3 +49,25 @@ def test_tasks_for_a_tenant_that_is_gone_return_quietly():
     assert tasks.usage_followups("00000000-0000-0000-0000-000000000000") == {}
     assert tasks.notify_usage_alert(123456) is False
     assert tasks.push_meter_events()["stopped"] == "Stripe is not configured"
+
+
+def test_the_stripe_catch_up_with_stripe_off_logs_one_info_line_and_no_error(settings, caplog):
+    settings.STRIPE_SECRET_KEY = ""
+    caplog.set_level(logging.DEBUG)
+
+    task_id = async_task("billing.tasks.catch_up_stripe_events", sync=True)
+
+    task = Task.objects.get(id=task_id)
+    assert (task.success, task.result) == (True, 0)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [
+        (r.name, r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "billing.services"
+    ] == [
+        (
+            "billing.services",
+            "INFO",
+            "Stripe off (STRIPE_SECRET_KEY is not set): no Stripe events to catch up",
+        )
+    ]
