@@ -283,6 +283,15 @@ REELCAST_FAIR_SHARE_IN_FLIGHT_MS = env_int("REELCAST_FAIR_SHARE_IN_FLIGHT_MS", 6
 REELCAST_LEASE_S = env_int("REELCAST_LEASE_S", 60)
 REELCAST_HEARTBEAT_S = env_float("REELCAST_HEARTBEAT_S", 10.0)
 REELCAST_WARM_UP = env_bool("REELCAST_WARM_UP", True)
+# ETAs use measured times; these stand in for post-processing and moderation until a job has
+# been timed through them (bench/postprocess.py's finishing pass: ~15 ms per frame-megapixel).
+REELCAST_ETA_POSTPROCESS_MS_PER_FRAME_MEGAPIXEL = env_float(
+    "REELCAST_ETA_POSTPROCESS_MS_PER_FRAME_MEGAPIXEL", 40.0
+)
+REELCAST_ETA_MODERATION_MS_PER_FRAME_MEGAPIXEL = env_float(
+    "REELCAST_ETA_MODERATION_MS_PER_FRAME_MEGAPIXEL", 20.0
+)
+REELCAST_ETA_CACHE_S = env_int("REELCAST_ETA_CACHE_S", 60)  # how long measured rates are kept
 
 # --- models ---------------------------------------------------------------------------------
 REELCAST_MODEL_DIR = env_str("REELCAST_MODEL_DIR", "")
@@ -340,6 +349,8 @@ REELCAST_WEBHOOK_RETENTION_DAYS = env_int("REELCAST_WEBHOOK_RETENTION_DAYS", 30)
 REELCAST_LIVE_POLL_S = env_float("REELCAST_LIVE_POLL_S", 0.5)
 REELCAST_LIVE_HEARTBEAT_S = env_float("REELCAST_LIVE_HEARTBEAT_S", 15.0)
 REELCAST_LIVE_MAX_S = env_float("REELCAST_LIVE_MAX_S", 900.0)
+# A new event when the expected finish moves by this much (clients count eta_s down between).
+REELCAST_LIVE_ETA_SLACK_S = env_float("REELCAST_LIVE_ETA_SLACK_S", 5.0)
 REELCAST_JOB_TOKEN_TTL_S = env_int("REELCAST_JOB_TOKEN_TTL_S", 3600)
 BILLING_USAGE_ALERT_HOOK = "tenants.webhooks.usage_alert_hook"  # usage alerts -> usage.alert
 
