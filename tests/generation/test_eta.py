@@ -264,3 +264,14 @@ def test_the_storefront_poll_and_stream_show_the_eta(tenant, history):
     assert status["queue_position"] == 0
     assert status["eta_s"] == 74.0
     assert status["eta_at"].endswith("Z")
+
+
+def test_the_dashboard_job_page_shows_the_eta_and_place_in_line(client, tenant, history):
+    client.force_login(factories.make_member(tenant, role="viewer"))
+    _queue(tenant, history)
+    second = _queue(tenant, history)
+
+    page = client.get(f"/app/jobs/{second.id}/", HTTP_HX_REQUEST="true").content.decode()
+
+    assert "#2 in line" in page  # one job ahead
+    assert "ETA about 2 min 14 s" in " ".join(page.split()).replace("· ", "")
