@@ -490,3 +490,24 @@ LOGGING = {
         "django-q": {"level": env_str("REELCAST_QUEUE_LOG_LEVEL", "WARNING")},
     },
 }
+
+# --- email and password reset ----------------------------------------------------------------
+# Dashboard users reset a forgotten password by email (/accounts/password-reset/). The console
+# backend prints messages to the log: set EMAIL_BACKEND to
+# django.core.mail.backends.smtp.EmailBackend and the EMAIL_HOST_* variables to send them.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Reelcast <no-reply@localhost>")
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)  # seconds a link works
+# Reset requests per client address and per email address; every request counts (a sign-in
+# gives a successful attempt back, but a reset form always answers the same).
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["password_reset"] = env_rate(
+    "REELCAST_RATE_PASSWORD_RESET", "5/hour"
+)
+REELCAST_PASSWORD_RESET_PATHS = env_list(
+    "REELCAST_PASSWORD_RESET_PATHS", ["/accounts/password-reset/"]
+)
