@@ -8,11 +8,13 @@ period is.
 from __future__ import annotations
 
 import calendar
+import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
@@ -296,3 +298,60 @@ def end_user_jobs_since(*, tenant: Tenant, end_user: str, since: datetime) -> Qu
     from generation.models import Job
 
     return Job.objects.for_tenant(tenant).filter(end_user=end_user, created_at__gte=since)
+
+
+# --- measured device time ----------------------------------------------------------------------
+
+DEFAULT_MS_PER_FRAME_MEGAPIXEL = {"preview": 5.0, "default": 2000.0}
+
+
+def ms_per_frame_megapixel(*, model: str, width: int, height: int) -> tuple[float, int]:
+    """Median device ms per frame per megapixel of recent shots of ``model``, and how many
+    measured shots it comes from (0: the configured BILLING_QUOTE_FALLBACK rate).
+
+    Shots of the same size are preferred when there are enough of them; other sizes are
+    normalised per pixel. This is a platform-wide rate (the same GPU does the same work for
+    every tenant), cached for BILLING_QUOTE_CACHE_S. Quotes, hard-cap checks and job ETAs all
+    read it, so a price and a wait are estimated from the same measurements.
+    """
+    cache_key = f"billing:quote-rate:{model}:{width}x{height}"
+    ttl = int(getattr(settings, "BILLING_QUOTE_CACHE_S", 300))
+    if ttl > 0 and (hit := cache.get(cache_key)) is not None:
+        return hit
+    rows = (
+        UsageEvent.objects.filter(  # unscoped: a platform-wide rate, no tenant data leaves
+            model=model,
+            kind=UsageEvent.Kind.USAGE,
+            job__isnull=False,
+            shot_index__isnull=False,
+            milliseconds__gt=0,
+        )
+        .order_by("-created_at")
+        .values_list("milliseconds", "shot_index", "job__width", "job__height", "job__shots")[
+            : int(getattr(settings, "BILLING_QUOTE_SAMPLES", 200))
+        ]
+    )
+    same: list[float] = []
+    other: list[float] = []
+    for ms, shot_index, w, h, shots in rows:
+        try:
+            frames = int(shots[shot_index]["num_frames"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            continue
+        if frames <= 0 or not w or not h:
+            continue
+        rate = ms / (frames * w * h / 1e6)
+        (same if (w, h) == (width, height) else other).append(rate)
+    enough = int(getattr(settings, "BILLING_QUOTE_MIN_SAMPLES", 5))
+    samples = same if len(same) >= enough else same + other
+    if samples:
+        result = (float(statistics.median(samples)), len(samples))
+    else:
+        fallback = {
+            **DEFAULT_MS_PER_FRAME_MEGAPIXEL,
+            **getattr(settings, "BILLING_QUOTE_FALLBACK", {}),
+        }
+        result = (float(fallback.get(model, fallback["default"])), 0)
+    if ttl > 0:
+        cache.set(cache_key, result, ttl)
+    return result

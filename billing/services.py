@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import random
-import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Sum
@@ -336,8 +334,6 @@ def usage_refund_job(*, job_id: object, reason: str, actor: str = "") -> list[Us
 
 # --- quotes and quotas ------------------------------------------------------------------------
 
-DEFAULT_MS_PER_FRAME_MEGAPIXEL = {"preview": 5.0, "default": 2000.0}
-
 
 @dataclass(frozen=True)
 class Quote:
@@ -355,52 +351,6 @@ class Quote:
     currency: str = "usd"
 
 
-def _ms_per_frame_megapixel(model: str, width: int, height: int) -> tuple[float, int]:
-    """Median device ms per frame per megapixel of recent shots of ``model``.
-
-    Shots of the same size are preferred when there are enough of them; other sizes are
-    normalised per pixel. This is a platform-wide rate (the same GPU does the same work for
-    every tenant), cached for BILLING_QUOTE_CACHE_S.
-    """
-    cache_key = f"billing:quote-rate:{model}:{width}x{height}"
-    ttl = int(_setting("BILLING_QUOTE_CACHE_S", 300))
-    if ttl > 0 and (hit := cache.get(cache_key)) is not None:
-        return hit
-    rows = (
-        UsageEvent.objects.filter(  # unscoped: a platform-wide rate, no tenant data leaves
-            model=model,
-            kind=UsageEvent.Kind.USAGE,
-            job__isnull=False,
-            shot_index__isnull=False,
-            milliseconds__gt=0,
-        )
-        .order_by("-created_at")
-        .values_list("milliseconds", "shot_index", "job__width", "job__height", "job__shots")[
-            : int(_setting("BILLING_QUOTE_SAMPLES", 200))
-        ]
-    )
-    same: list[float] = []
-    other: list[float] = []
-    for ms, shot_index, w, h, shots in rows:
-        try:
-            frames = int(shots[shot_index]["num_frames"])
-        except (IndexError, KeyError, TypeError, ValueError):
-            continue
-        if frames <= 0 or not w or not h:
-            continue
-        rate = ms / (frames * w * h / 1e6)
-        (same if (w, h) == (width, height) else other).append(rate)
-    samples = same if len(same) >= int(_setting("BILLING_QUOTE_MIN_SAMPLES", 5)) else same + other
-    if samples:
-        result = (float(statistics.median(samples)), len(samples))
-    else:
-        fallback = {**DEFAULT_MS_PER_FRAME_MEGAPIXEL, **_setting("BILLING_QUOTE_FALLBACK", {})}
-        result = (float(fallback.get(model, fallback["default"])), 0)
-    if ttl > 0:
-        cache.set(cache_key, result, ttl)
-    return result
-
-
 def quote(
     *,
     tenant: Tenant,
@@ -412,7 +362,7 @@ def quote(
     now: datetime | None = None,
 ) -> Quote:
     """Estimate a job's GPU milliseconds from measured history (or config) and price it."""
-    rate_ms, samples = _ms_per_frame_megapixel(model, width, height)
+    rate_ms, samples = selectors.ms_per_frame_megapixel(model=model, width=width, height=height)
     estimate = rate_ms * max(frames_total, 1) * width * height / 1e6
     if steps:
         from generation import registry

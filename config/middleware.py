@@ -23,6 +23,7 @@ from config.security import (
     csp_header_value,
     login_attempt_refund,
     login_attempt_take,
+    password_reset_attempt_take,
     path_matches,
 )
 
@@ -107,27 +108,40 @@ def _has_csp(response: HttpResponse) -> bool:
     return any(name in response for name in _CSP_HEADERS)
 
 
+def _too_many(message: str, wait: int) -> HttpResponse:
+    response = HttpResponse(f"{message}\n", status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(wait)
+    return response
+
+
 class LoginRateLimitMiddleware:
     """Sign-in forms (REELCAST_LOGIN_PATHS) take at most the ``login`` rate of failed POSTs per
     client address and per username tried; over it, 429 with Retry-After before the password
-    is checked. A sign-in that succeeds (the view redirects) gives its attempt back."""
+    is checked. A sign-in that succeeds (the view redirects) gives its attempt back.
+
+    Password-reset requests (REELCAST_PASSWORD_RESET_PATHS) take at most the
+    ``password_reset`` rate per client address and per email address, before any email is
+    looked up or sent."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method != "POST" or request.path_info not in settings.REELCAST_LOGIN_PATHS:
+        if request.method != "POST":
+            return self.get_response(request)
+        if request.path_info in getattr(settings, "REELCAST_PASSWORD_RESET_PATHS", ()):
+            wait = password_reset_attempt_take(request, now=time.time())
+            if wait is None:
+                return self.get_response(request)
+            return _too_many(
+                f"Too many password reset requests. Try again in {wait} seconds.", wait
+            )
+        if request.path_info not in settings.REELCAST_LOGIN_PATHS:
             return self.get_response(request)
         now = time.time()
         wait = login_attempt_take(request, now=now)
         if wait is not None:
-            response = HttpResponse(
-                f"Too many sign-in attempts. Try again in {wait} seconds.\n",
-                status=429,
-                content_type="text/plain; charset=utf-8",
-            )
-            response["Retry-After"] = str(wait)
-            return response
+            return _too_many(f"Too many sign-in attempts. Try again in {wait} seconds.", wait)
         response = self.get_response(request)
         if response.status_code in (301, 302, 303):
             login_attempt_refund(request, now=now)

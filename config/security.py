@@ -223,6 +223,23 @@ def login_attempt_take(request: HttpRequest, *, now: float) -> int | None:
     return max(refused) if refused else None
 
 
+def password_reset_attempt_take(request: HttpRequest, *, now: float) -> int | None:
+    """Spend a password-reset request from the caller's address and from the email address
+    asked for (hashed), whether or not an account has it; the seconds to wait when either
+    budget is spent. Every request counts: the form answers the same either way, so there is
+    no success to give back, and the cap keeps the form from flooding an inbox."""
+    rate = throttle_rate("password_reset")
+    if rate is None:
+        return None
+    keys = [f"password-reset:ip:{client_ip(request)}"]
+    email = (request.POST.get("email") or "").strip().lower()
+    if email:
+        keys.append(f"password-reset:email:{hashlib.sha256(email.encode()).hexdigest()[:32]}")
+    waits = [rate_limit_take(key, rate, now=now) for key in keys]
+    refused = [wait for wait in waits if wait is not None]
+    return max(refused) if refused else None
+
+
 def login_attempt_refund(request: HttpRequest, *, now: float) -> None:
     """A sign-in that succeeded does not count against either budget."""
     rate = throttle_rate("login")

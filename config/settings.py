@@ -287,6 +287,15 @@ REELCAST_FAIR_SHARE_IN_FLIGHT_MS = env_int("REELCAST_FAIR_SHARE_IN_FLIGHT_MS", 6
 REELCAST_LEASE_S = env_int("REELCAST_LEASE_S", 60)
 REELCAST_HEARTBEAT_S = env_float("REELCAST_HEARTBEAT_S", 10.0)
 REELCAST_WARM_UP = env_bool("REELCAST_WARM_UP", True)
+# ETAs use measured times; these stand in for post-processing and moderation until a job has
+# been timed through them (bench/postprocess.py's finishing pass: ~15 ms per frame-megapixel).
+REELCAST_ETA_POSTPROCESS_MS_PER_FRAME_MEGAPIXEL = env_float(
+    "REELCAST_ETA_POSTPROCESS_MS_PER_FRAME_MEGAPIXEL", 40.0
+)
+REELCAST_ETA_MODERATION_MS_PER_FRAME_MEGAPIXEL = env_float(
+    "REELCAST_ETA_MODERATION_MS_PER_FRAME_MEGAPIXEL", 20.0
+)
+REELCAST_ETA_CACHE_S = env_int("REELCAST_ETA_CACHE_S", 60)  # how long measured rates are kept
 
 # --- models ---------------------------------------------------------------------------------
 REELCAST_MODEL_DIR = env_str("REELCAST_MODEL_DIR", "")
@@ -344,6 +353,8 @@ REELCAST_WEBHOOK_RETENTION_DAYS = env_int("REELCAST_WEBHOOK_RETENTION_DAYS", 30)
 REELCAST_LIVE_POLL_S = env_float("REELCAST_LIVE_POLL_S", 0.5)
 REELCAST_LIVE_HEARTBEAT_S = env_float("REELCAST_LIVE_HEARTBEAT_S", 15.0)
 REELCAST_LIVE_MAX_S = env_float("REELCAST_LIVE_MAX_S", 900.0)
+# A new event when the expected finish moves by this much (clients count eta_s down between).
+REELCAST_LIVE_ETA_SLACK_S = env_float("REELCAST_LIVE_ETA_SLACK_S", 5.0)
 REELCAST_JOB_TOKEN_TTL_S = env_int("REELCAST_JOB_TOKEN_TTL_S", 3600)
 # Live streams hold a WSGI thread each: at most this many per web process (below its threads, so
 # API requests always find one), and across processes per job, per client address and in all.
@@ -523,3 +534,24 @@ LOGGING = {
         "django-q": {"level": env_str("REELCAST_QUEUE_LOG_LEVEL", "WARNING")},
     },
 }
+
+# --- email and password reset ----------------------------------------------------------------
+# Dashboard users reset a forgotten password by email (/accounts/password-reset/). The console
+# backend prints messages to the log: set EMAIL_BACKEND to
+# django.core.mail.backends.smtp.EmailBackend and the EMAIL_HOST_* variables to send them.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Reelcast <no-reply@localhost>")
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)  # seconds a link works
+# Reset requests per client address and per email address; every request counts (a sign-in
+# gives a successful attempt back, but a reset form always answers the same).
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["password_reset"] = env_rate(
+    "REELCAST_RATE_PASSWORD_RESET", "5/hour"
+)
+REELCAST_PASSWORD_RESET_PATHS = env_list(
+    "REELCAST_PASSWORD_RESET_PATHS", ["/accounts/password-reset/"]
+)

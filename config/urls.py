@@ -59,6 +59,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password-reset/", include("tenants.password_reset")),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the language menu
     path("app/billing/", include("billing.web_urls")),
     path("app/account/", include("tenants.web_urls")),

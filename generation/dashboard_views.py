@@ -18,6 +18,7 @@ import base64
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -289,17 +290,34 @@ def _eta_text(seconds: float | None) -> str:
     return _("about %(m)s min %(s)s s") % {"m": seconds // 60, "s": seconds % 60}
 
 
-def _decorate(job: Job, *, membership: Membership | None = None, poster: bool = False) -> Job:
-    """What a page shows of a job beyond its fields: labels, ETA, queue position, links."""
+def _decorate(
+    job: Job,
+    *,
+    membership: Membership | None = None,
+    poster: bool = False,
+    estimator: selectors.EtaEstimator | None = None,
+) -> Job:
+    """What a page shows of a job beyond its fields: labels, ETA, place in line, links.
+
+    ``position`` is the place in line (1 = next), or 0 once a worker has the job; pass one
+    ``estimator`` for a page of jobs so each pool's load is read once.
+    """
     job.state_label = STATE_LABELS.get(job.state, job.state)
     job.is_final = job.state in TERMINAL_STATES
-    job.eta_text = "" if job.is_final else _eta_text(job.eta_s)
-    job.position = selectors.queue_position(job=job)
+    eta = (estimator or selectors.EtaEstimator()).estimate(job)
+    job.eta_text = "" if job.is_final else _eta_text(eta.eta_s)
+    ahead = eta.queue_position
+    job.position = None if ahead is None else (0 if job.dispatched_at else ahead + 1)
     job.is_storyboard = job.model == PREVIEW_MODEL and job.template_version.model != PREVIEW_MODEL
     job.poster_url = ""
     if poster and membership is not None and job.poster_key and job.files_deleted_at is None:
         job.poster_url = _link(membership, job.poster_key)
     return job
+
+
+def _decorate_all(jobs: Iterable[Job]) -> list[Job]:
+    estimator = selectors.EtaEstimator()
+    return [_decorate(job, estimator=estimator) for job in jobs]
 
 
 def _tag_chips(tags: dict[str, list[str]]) -> list[dict[str, str]]:
@@ -333,7 +351,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     membership = current_membership(request)
     tenant = membership.tenant
     jobs = selectors.job_list(tenant=tenant).order_by("-created_at")
-    recent = [_decorate(job) for job in jobs[:8]]
+    recent = _decorate_all(jobs[:8])
     in_flight = jobs.exclude(state__in=TERMINAL_STATES).count()
     templates = list(selectors.template_list(tenant=tenant)[:6])
     for template in templates:
@@ -560,7 +578,7 @@ def _template_context(
             "consents": consents.valid_consents(tenant=membership.tenant).order_by("-created_at")[
                 :200
             ],
-            "jobs": [_decorate(job) for job in jobs],
+            "jobs": _decorate_all(jobs),
             "is_preview_model": version.model == PREVIEW_MODEL,
             "archived": template.archived_at is not None,
         }
@@ -955,7 +973,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     filters, echo, errors = _job_filters(request.GET)
     jobs = selectors.job_list(tenant=membership.tenant, filters=filters).order_by("-created_at")
     page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
-    rows = [_decorate(job) for job in page.object_list]
+    rows = _decorate_all(page.object_list)
     context = {
         "page_obj": page,
         "jobs": rows,
@@ -1163,7 +1181,7 @@ def batch_detail(request: HttpRequest, batch_id: str) -> HttpResponse:
         tenant=membership.tenant, filters=selectors.JobFilters(batch_id=str(batch.id))
     ).order_by("batch_row")
     page = Paginator(jobs, JOBS_PER_PAGE * 2).get_page(request.GET.get("page"))
-    rows = [_decorate(job) for job in page.object_list]
+    rows = _decorate_all(page.object_list)
     by_state = summary["jobs"]["by_state"]
     labels = [str(STATE_LABELS.get(state, state)) for state in by_state]
     context = {

@@ -3,8 +3,10 @@
 ``GET /api/v1/jobs/{id}/events/`` answers ``text/event-stream``:
 
 - ``retry: 3000`` first (how long a browser's EventSource waits before reconnecting);
-- ``event: state`` with ``{"state", "progress", "eta_s", "queue_position"}`` at once and then
-  whenever any of them changes;
+- ``event: state`` with ``{"state", "progress", "eta_s", "eta_at", "queue_position"}`` at once
+  and then whenever state, progress or queue position change, or the expected finish
+  (``eta_at``) moves by REELCAST_LIVE_ETA_SLACK_S (5 s); between events a client counts
+  ``eta_s`` down itself;
 - a ``: heartbeat`` comment after REELCAST_LIVE_HEARTBEAT_S (15 s) without an event, so proxies
   and load balancers keep the connection open;
 - ``event: end`` after a terminal state (the client should close; a reconnect gets the final
@@ -33,8 +35,8 @@ slots for ever.
 Trade-off: the stream polls the database every REELCAST_LIVE_POLL_S (0.5 s) rather than
 listening to a broker. That needs no new moving part and works with every database, but under
 WSGI each open stream holds one server thread and one database connection for its whole life
-(bounded by REELCAST_LIVE_MAX_S), and costs two small queries a second (three while queued, for
-the queue position). Size the WSGI thread pool for the number of watchers, or serve this path
+(bounded by REELCAST_LIVE_MAX_S), and costs a few small indexed queries a second (more while
+queued: the jobs ahead and the pool's load, for the queue position and the ETA). Size the WSGI thread pool for the number of watchers, or serve this path
 from ASGI, where the same loop runs as an async iterator that holds no thread while it sleeps.
 If watchers grow into the thousands, replace the poll with Redis pub/sub published by
 ``job_transition`` and ``job_set_progress``; the event format stays.
@@ -48,6 +50,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -63,7 +66,7 @@ from rest_framework.request import Request
 from config.problems import problem_response
 from config.security import client_ip
 from generation.models import TERMINAL_STATES, Job
-from generation.selectors import queue_position
+from generation.selectors import job_eta
 from tenants.auth import ApiKeyAuthentication, TenantContext, TenantSessionAuthentication
 
 TOKEN_SALT = "reelcast.generation.live.job-token"  # noqa: S105 (a namespace, not a secret)
@@ -122,12 +125,34 @@ def job_status(job_id: object) -> dict[str, Any] | None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return None
+    eta = job_eta(job=job)
     return {
         "state": job.state,
         "progress": job.progress,
-        "eta_s": job.eta_s,
-        "queue_position": queue_position(job=job),
+        "eta_s": eta.eta_s,
+        "eta_at": eta.eta_at.isoformat().replace("+00:00", "Z") if eta.eta_at else None,
+        "queue_position": eta.queue_position,
     }
+
+
+def _news(last: dict[str, Any] | None, status: dict[str, Any]) -> bool:
+    """Whether ``status`` is worth an event after ``last`` (the last one sent).
+
+    ``eta_s`` counts down by itself between events (clients tick it); an event goes out when
+    anything else changes or the expected finish (``eta_at``) moves by REELCAST_LIVE_ETA_SLACK_S.
+    """
+    if last is None:
+        return True
+    steady = ("eta_s", "eta_at")
+    if {k: v for k, v in last.items() if k not in steady} != {
+        k: v for k, v in status.items() if k not in steady
+    }:
+        return True
+    before, now = last["eta_at"], status["eta_at"]
+    if before is None or now is None:
+        return before != now
+    moved = datetime.fromisoformat(now) - datetime.fromisoformat(before)
+    return abs(moved.total_seconds()) >= _setting("REELCAST_LIVE_ETA_SLACK_S", 5.0)
 
 
 def _message(event: str, data: dict[str, Any]) -> str:
@@ -170,7 +195,7 @@ class JobEventStream:
         if status is None:
             messages.append(_message("end", {"state": None, "reason": "gone"}))
             return messages, None
-        if status != self.last:
+        if _news(self.last, status):
             messages.append(_message("state", status))
             self.last = status
             self.last_write = now

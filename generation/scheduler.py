@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from billing.models import UsageEvent
 from billing.selectors import effective_plan_for
-from generation.models import Job, JobState, PoolLock, WorkerHeartbeat
+from generation.models import Job, JobState, PoolLock, Priority, WorkerHeartbeat
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -231,17 +231,50 @@ def dispatch_pool(pool: Pool, *, limit: int | None = None) -> list[object]:
     return claimed
 
 
-def queue_position(job: Job) -> int | None:
-    """1 for the next job this pool will take, counting jobs ahead of it in the same pool."""
+def jobs_ahead(job: Job, *, now: datetime | None = None):
+    """The waiting jobs the dispatcher hands out before ``job``, as one indexed filter.
+
+    Exact dispatch order also depends on fair share, tenant caps and suspended tenants, which
+    change with every dispatch and would mean replaying the dispatcher; this counts what can be
+    known from the rows themselves: waiting jobs of the same pool whose *effective* priority
+    (class plus one per REELCAST_PRIORITY_AGING_S waited, as the dispatcher ages them) is
+    higher, or equal and older. Fair share can still move a job ahead of another tenant's of the
+    same class; a later interactive job does count as ahead of an earlier bulk one.
+
+    A job of class p created at c has effective priority p + floor((now - c) / aging), so "at
+    least e" is "created at or before now - (e - p) * aging": one created_at range per class.
+    """
+    now = now or timezone.now()
+    pool = pool_for_model(job.model)
+    models = pool.models if pool else (job.model,)
+    mine = effective_priority(job.priority, job.created_at, now)
+    aging = timedelta(seconds=settings.REELCAST_PRIORITY_AGING_S)
+    ahead = Q()
+    for priority in Priority.values:
+        if aging.total_seconds() <= 0:
+            higher = Q(pk__in=[]) if priority <= mine else Q()
+            equal = Q() if priority == mine else Q(pk__in=[])
+        else:
+            higher = Q(created_at__lte=now - (mine + 1 - priority) * aging)
+            equal = Q(created_at__lte=now - (mine - priority) * aging)
+        ahead |= Q(priority=priority) & (higher | (equal & Q(created_at__lt=job.created_at)))
+    return (
+        Job.objects.filter(  # unscoped: a count across tenants, no rows are shown
+            state=JobState.QUEUED,
+            dispatched_at__isnull=True,
+            cancel_requested_at__isnull=True,
+            model__in=models,
+        )
+        .filter(ahead)
+        .exclude(pk=job.pk)
+    )
+
+
+def queue_position(job: Job, *, now: datetime | None = None) -> int | None:
+    """How many jobs the pool takes before this one (0: it is next, or already handed to a
+    worker); None once it left the queue."""
     if job.state != JobState.QUEUED:
         return None
     if job.dispatched_at is not None:
         return 0
-    pool = pool_for_model(job.model)
-    models = pool.models if pool else (job.model,)
-    ahead = Job.objects.filter(  # unscoped: a count across tenants, no rows are shown
-        state=JobState.QUEUED,
-        dispatched_at__isnull=True,
-        model__in=models,
-    ).filter(Q(priority__gt=job.priority) | Q(priority=job.priority, created_at__lt=job.created_at))
-    return ahead.count() + 1
+    return jobs_ahead(job, now=now).count()

@@ -143,3 +143,56 @@ def make_usage(
     if at is not None:
         UsageEvent.objects.filter(job=job).update(created_at=at)
     return job
+
+
+def make_finished_job(
+    tenant: Tenant,
+    template: Template,
+    *,
+    generate_ms: int,
+    postprocess_s: float,
+    moderation_s: float,
+):
+    """A job of ``template`` that went the whole way: a usage row per shot (``generate_ms``
+    each, as a worker meters them), then post-processing and moderation that took the given
+    seconds by its recorded transitions, then success; returns the job."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.services import Measurement, usage_record
+    from generation.models import JobState, JobTransition
+    from generation.services import JobRequest, job_create, job_transition
+
+    job = job_create(tenant=tenant, request=JobRequest(template=template, values={"name": "A"})).job
+    usage_record(
+        tenant=tenant,
+        job_id=job.id,
+        measurements=[
+            Measurement(
+                stage="generate",
+                shot_index=i,
+                hardware_class="cpu",
+                model=job.model,
+                milliseconds=generate_ms,
+            )
+            for i in range(len(job.shots))
+        ],
+    )
+    for state in (
+        JobState.RUNNING,
+        JobState.POSTPROCESSING,
+        JobState.MODERATING,
+        JobState.SUCCEEDED,
+    ):
+        job = job_transition(job=job, to_state=state)
+    moderating_at = timezone.now() - timedelta(minutes=5)
+    entered = {
+        JobState.POSTPROCESSING: moderating_at - timedelta(seconds=postprocess_s),
+        JobState.MODERATING: moderating_at,
+        JobState.SUCCEEDED: moderating_at + timedelta(seconds=moderation_s),
+    }
+    for state, at in entered.items():
+        JobTransition.objects.filter(job=job, to_state=state).update(at=at)
+    job.refresh_from_db()
+    return job

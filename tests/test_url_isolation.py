@@ -43,6 +43,10 @@ PUBLIC = {
     "embed-widget-js": "the public widget script",
     "embed-widget-css": "the public widget stylesheet",
     "account-invitation": "an invitation's secret token, bound to the invitee (test_account_views)",
+    "password_reset": "asks for a reset link; the same answer for any address",
+    "password_reset_done": "says a link was sent, if an account has the address",
+    "password_reset_confirm": "a signed, expiring token bound to one user (test_password_reset)",
+    "password_reset_complete": "says the password was changed",
 }
 
 # Which of tenant B's objects each URL parameter names, by route name prefix and parameter.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -20,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from generation.models import ConsentRecord, Job
+from generation.models import ConsentRecord, Job, Priority
+from generation.services import JobRequest, job_create
 from tenants.services import apikey_create
 from tests import factories
 from tests.e2e.conftest import screenshot
@@ -329,4 +331,78 @@ def test_a_shopper_over_their_daily_quota_is_told_when_to_come_back(
     assert text.endswith("You can make another in 24 hours.")
     assert button_enabled
     assert Job.objects.filter(end_user=shopper).count() == 1
+    assert page.js_errors == []
+
+
+def test_a_waiting_shopper_sees_the_jobs_ahead_and_a_counting_down_eta(
+    page_for, live_server, settings
+):
+    # An autoscaled pool with no live worker takes nothing: the jobs wait in the queue.
+    settings.REELCAST_POOLS = {
+        "cpu-pods": {"hardware_class": "cpu", "capacity": 4, "models": ["preview"],
+                     "autoscale": True},
+    }  # fmt: skip
+    settings.REELCAST_ETA_CACHE_S = 0
+    settings.BILLING_QUOTE_CACHE_S = 0
+    settings.REELCAST_ETA_POSTPROCESS_MS_PER_FRAME_MEGAPIXEL = 0.0
+    settings.REELCAST_ETA_MODERATION_MS_PER_FRAME_MEGAPIXEL = 0.0
+    shop = factories.make_tenant(name="Northwind Outfitters", kind="shop")
+    card = factories.make_template(
+        shop,
+        slug="greeting-card",
+        kind="product",
+        variables=[
+            {
+                "name": "name",
+                "type": "text",
+                "label": "Your first name",
+                "default": "You",
+                "public": True,
+            }
+        ],
+        prompt="{name} waves at the camera in front of the shop.",
+        title="{name}",
+    )
+    ahead = job_create(
+        tenant=shop,
+        request=JobRequest(
+            template=factories.make_template(shop),
+            values={"name": "A"},
+            priority=Priority.INTERACTIVE,
+        ),
+    ).job
+    work = sum(s["num_frames"] for s in ahead.shots) * ahead.width * ahead.height / 1e6
+    settings.BILLING_QUOTE_FALLBACK = {"preview": 30_000 / work}  # 30 s to generate each
+    page = page_for("en-GB")
+    shop_page: dict[str, str] = {}
+
+    with shop_site(shop_page) as origin:
+        key = apikey_create(
+            tenant=shop,
+            kind="publishable",
+            name="storefront",
+            allowed_origins=[origin],
+            allowed_template_ids=[str(card.id)],
+        )
+        shop_page["html"] = SHOP_PAGE.format(api=live_server.url, key=key.raw_key).replace(
+            "hudson-coat", "greeting-card"
+        )
+        page.goto(f"{origin}/")
+        _widget(page, "button.submit").click()
+
+        _widget(page, "p.state").filter(has_text="Waiting in line: 1 ahead of you").wait_for()
+        eta = _widget(page, "small.eta")
+        eta.filter(has_text=re.compile(r"^about (5\d|60) s left$")).wait_for()
+        first = eta.inner_text()
+        # the page counts the ETA down between the stream's events
+        page.wait_for_function(
+            """(first) => document.querySelector('.reelcast-widget').shadowRoot
+                .querySelector('small.eta').textContent !== first""",
+            arg=first,
+            timeout=30_000,
+        )
+        later = eta.inner_text()
+
+    assert int(later.split()[1]) < int(first.split()[1])
+    assert Job.objects.filter(state="queued", dispatched_at__isnull=True).count() == 2
     assert page.js_errors == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 import pytest
 from django.urls import Resolver404, include, path, resolve
@@ -73,8 +74,51 @@ class Reader:
         return [_parse(chunk) for chunk in self.chunks]
 
 
-def _state(state, progress=0, eta_s=None, queue_position=None):
-    return ("state", {"state": state, "progress": progress, "eta_s": eta_s,
+class Between:
+    """Equal to any number from ``low`` to ``high``: an ETA counts down while a test runs."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def __eq__(self, other):
+        return isinstance(other, int | float) and self.low <= other <= self.high
+
+    def __repr__(self):
+        return f"Between({self.low}, {self.high})"
+
+
+class IsoTime:
+    """Equal to an ISO 8601 UTC time string."""
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, str) and other.endswith("Z") and bool(datetime.fromisoformat(other))
+        )
+
+    def __repr__(self):
+        return "IsoTime()"
+
+
+# With the rates below, a job of the fixture template takes 60 s to generate, 10 s to
+# post-process and 5 s to moderate (no jobs were measured in these tests).
+QUEUED_ETA = Between(74, 75)
+
+
+@pytest.fixture(autouse=True)
+def _known_rates(settings, template):
+    job = _job(template.tenant, template)
+    work = sum(shot["num_frames"] for shot in job.shots) * job.width * job.height / 1e6
+    job.delete()
+    settings.BILLING_QUOTE_CACHE_S = 0
+    settings.REELCAST_ETA_CACHE_S = 0
+    settings.BILLING_QUOTE_FALLBACK = {"preview": 60_000 / work}
+    settings.REELCAST_ETA_POSTPROCESS_MS_PER_FRAME_MEGAPIXEL = 10_000 / work
+    settings.REELCAST_ETA_MODERATION_MS_PER_FRAME_MEGAPIXEL = 5_000 / work
+
+
+def _state(state, progress=0, eta=None, queue_position=None):
+    return ("state", {"state": state, "progress": progress, "eta_s": eta,
+                      "eta_at": None if eta is None else IsoTime(),
                       "queue_position": queue_position})  # fmt: skip
 
 
@@ -85,18 +129,42 @@ def test_the_stream_follows_a_job_through_its_states_in_order(api, tenant, templ
     stream = Reader(response)
 
     assert stream.next() == ("retry", 3000)
-    assert stream.next() == _state("queued", queue_position=1)
+    assert stream.next() == _state("queued", eta=QUEUED_ETA, queue_position=0)
     job_transition(job=job, to_state=JobState.RUNNING)
-    assert stream.next() == _state("running")
+    assert stream.next() == _state("running", eta=QUEUED_ETA)
     job_set_progress(job_id=job.id, progress=40, eta_s=12.5)
-    assert stream.next() == _state("running", progress=40, eta_s=12.5)
+    # the worker's 12.5 s of generation left, then 15 s of finishing
+    assert stream.next() == _state("running", progress=40, eta=Between(27, 28))
     job_transition(job=job, to_state=JobState.POSTPROCESSING)
-    assert stream.next() == _state("postprocessing", progress=40, eta_s=12.5)
+    assert stream.next() == _state("postprocessing", progress=40, eta=Between(14, 15))
     job_transition(job=job, to_state=JobState.MODERATING, eta_s=None)
-    assert stream.next() == _state("moderating", progress=40)
+    assert stream.next() == _state("moderating", progress=40, eta=Between(4, 5))
     job_transition(job=job, to_state=JobState.SUCCEEDED)
     assert stream.next() == _state("succeeded", progress=100)
     assert stream.rest() == [("end", {"state": "succeeded", "reason": "finished"})]
+
+
+def test_the_stream_sends_a_new_eta_when_the_expected_finish_moves(api, tenant, template, settings):
+    job = _job(tenant, template)
+    stream = Reader(api.get(f"/api/v1/jobs/{job.id}/events/"))
+    assert stream.next() == ("retry", 3000)
+    assert stream.next() == _state("queued", eta=QUEUED_ETA, queue_position=0)
+
+    # generation turns out twice as slow (as if new measurements came in): 60 s later
+    settings.BILLING_QUOTE_FALLBACK = {"preview": settings.BILLING_QUOTE_FALLBACK["preview"] * 2}
+
+    assert stream.next() == _state("queued", eta=Between(134, 135), queue_position=0)
+
+
+def test_a_countdown_alone_is_not_news_but_a_moved_finish_is():
+    last = {"state": "queued", "progress": 0, "eta_s": 75.0,
+            "eta_at": "2026-01-01T12:01:15Z", "queue_position": 3}  # fmt: skip
+    one_second_later = {**last, "eta_s": 74.0}
+    assert live._news(last, one_second_later) is False
+    assert live._news(last, {**last, "eta_s": 71.0, "eta_at": "2026-01-01T12:01:19Z"}) is False
+    assert live._news(last, {**last, "eta_s": 80.0, "eta_at": "2026-01-01T12:01:20Z"}) is True
+    assert live._news(last, {**one_second_later, "queue_position": 2}) is True
+    assert live._news(last, {**last, "eta_s": None, "eta_at": None}) is True
 
 
 def test_a_finished_job_sends_its_state_and_ends(api, tenant, template):
@@ -130,7 +198,7 @@ def test_the_stream_ends_after_the_maximum_duration(api, tenant, template, setti
     assert 0.2 <= time.monotonic() - started < 5
     assert messages == [
         ("retry", 3000),
-        _state("queued", queue_position=1),
+        _state("queued", eta=QUEUED_ETA, queue_position=0),
         ("comment", "time limit reached; reconnect to go on"),
     ]
 
@@ -154,7 +222,7 @@ def test_a_job_token_opens_the_stream_without_other_credentials(tenant, template
     assert response["Access-Control-Allow-Origin"] == "*"
     stream = Reader(response)
     assert stream.next() == ("retry", 3000)
-    assert stream.next() == _state("queued", queue_position=1)
+    assert stream.next() == _state("queued", eta=QUEUED_ETA, queue_position=0)
 
 
 def test_an_expired_job_token_is_refused(tenant, template, monkeypatch):
@@ -280,5 +348,5 @@ def test_under_asgi_events_arrive_one_by_one(tenant, template):
     assert time.monotonic() - started < 5
     assert received == [
         ("retry", 3000),
-        _state("queued", queue_position=1),
+        _state("queued", eta=QUEUED_ETA, queue_position=0),
     ]

@@ -169,7 +169,7 @@ def test_queue_positions_count_the_jobs_ahead():
     tenant = factories.make_tenant()
     jobs = _queue(tenant, factories.make_template(tenant), 3)
     positions = [scheduler.queue_position(Job.objects.get(pk=j)) for j in jobs]
-    assert positions == [1, 2, 3]
+    assert positions == [0, 1, 2]
 
 
 @pytest.mark.django_db(transaction=True)
