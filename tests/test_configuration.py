@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the file that reads it (checked below, so this list cannot go stale either).
 READ_ELSEWHERE = {
     "Q_CLUSTER_NAME": "generation/workers.py",
+    "REELCAST_ENV_FILE": "config/env.py",
     "REELCAST_DEMO_PASSWORD": "tenants/management/commands/seed_demo.py",
 }
 
