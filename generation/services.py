@@ -499,6 +499,10 @@ def job_create(
 ) -> JobCreated:
     """Validate, pin the template version, record the job as queued, and enqueue it on commit.
 
+    The plan's caps are checked in the transaction that inserts the job, under the tenant's
+    admission lock, and the job's estimate is held against its class's hard cap until it
+    finishes (``billing.services.quota_admit``, ``reservation_hold``).
+
     With an Idempotency-Key the same key and body return the original job; the same key with
     another body is a 409. Nothing is created when anything is invalid.
     """
