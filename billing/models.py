@@ -437,3 +437,29 @@ class BillingCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value.isoformat()}"
+
+
+class UsageReservation(TenantOwnedModel):
+    """Device time a job not yet finished may still use, held against its class's hard cap.
+
+    Written in the transaction that admits the job, under the tenant's admission lock; reduced
+    by each usage row the job records in that class (that time is in the ledger now); deleted
+    when the job reaches a final state. Admission counts recorded usage plus these rows, so a
+    queue of admitted jobs can never run the tenant past the cap it pays for. Only live
+    reservations are kept: the table stays as small as the tenants' backlogs.
+    """
+
+    job = models.OneToOneField(
+        "generation.Job", on_delete=models.CASCADE, related_name="usage_reservation"
+    )
+    hardware_class = models.CharField(max_length=32)
+    milliseconds = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "hardware_class"], name="reservation_tenant_hw"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id}: {self.milliseconds} ms of {self.hardware_class} held"

@@ -27,6 +27,7 @@ from billing.models import (
     Subscription,
     UsageAlert,
     UsageEvent,
+    UsageReservation,
     UsageRollup,
 )
 from tenants.models import Tenant
@@ -292,6 +293,17 @@ def active_job_count(*, tenant: Tenant) -> int:
         )
         .count()
     )
+
+
+def reserved_ms(*, tenant: Tenant, hardware_class: str) -> int:
+    """Milliseconds of ``hardware_class`` held by the tenant's jobs not yet finished (an
+    indexed sum over live reservations only)."""
+    total = (
+        UsageReservation.objects.for_tenant(tenant)
+        .filter(hardware_class=hardware_class)
+        .aggregate(ms=Sum("milliseconds"))["ms"]
+    )
+    return int(total or 0)
 
 
 def end_user_jobs_since(*, tenant: Tenant, end_user: str, since: datetime) -> QuerySet:

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -49,6 +50,7 @@ from billing.models import (
     Subscription,
     UsageAlert,
     UsageEvent,
+    UsageReservation,
     UsageRollup,
 )
 from config.problems import PaymentRequired, Problem
@@ -116,11 +118,23 @@ def usage_record(
         new_ids = [r.id for r in rows if r.id not in existing]
         if new_ids:
             outbox_enqueue_for(usage_event_ids=new_ids)
+            _reservation_spend(job_id, [r for r in rows if r.id in set(new_ids)])
             _after_usage_commit(tenant.pk)
             if failed is not None:
                 # A worker whose lease lapsed billed after the job was failed without it.
                 usage_refund_job(job_id=job_id, reason=f"job failed: {failed}")
     return len(new_ids)
+
+
+def _reservation_spend(job_id: object, recorded: list[UsageEvent]) -> None:
+    """What the job just recorded is in the ledger now: hold that much less for it."""
+    by_class: dict[str, int] = {}
+    for row in recorded:
+        by_class[row.hardware_class] = by_class.get(row.hardware_class, 0) + row.milliseconds
+    for hardware_class, ms in by_class.items():
+        UsageReservation.objects.filter(  # unscoped: the job's own reservation, by job id
+            job_id=job_id, hardware_class=hardware_class
+        ).update(milliseconds=Greatest(F("milliseconds") - ms, 0))
 
 
 def _failed_job_error(job_id: object) -> str | None:
@@ -351,17 +365,10 @@ class Quote:
     currency: str = "usd"
 
 
-def quote(
-    *,
-    tenant: Tenant,
-    model: str,
-    width: int,
-    height: int,
-    frames_total: int,
-    steps: int | None = None,
-    now: datetime | None = None,
-) -> Quote:
-    """Estimate a job's GPU milliseconds from measured history (or config) and price it."""
+def _estimate_ms(
+    *, model: str, width: int, height: int, frames_total: int, steps: int | None = None
+) -> tuple[int, int]:
+    """A job's device milliseconds from the platform-wide rate, and how many shots it rests on."""
     rate_ms, samples = selectors.ms_per_frame_megapixel(model=model, width=width, height=height)
     estimate = rate_ms * max(frames_total, 1) * width * height / 1e6
     if steps:
@@ -373,7 +380,23 @@ def quote(
             default_steps = 0
         if default_steps:
             estimate *= steps / default_steps
-    gpu_ms = math.ceil(estimate - 1e-6)  # 1999.9999999 from float noise is 2000, not 2001
+    return math.ceil(estimate - 1e-6), samples  # 1999.9999999 from float noise is 2000, not 2001
+
+
+def quote(
+    *,
+    tenant: Tenant,
+    model: str,
+    width: int,
+    height: int,
+    frames_total: int,
+    steps: int | None = None,
+    now: datetime | None = None,
+) -> Quote:
+    """Estimate a job's GPU milliseconds from measured history (or config) and price it."""
+    gpu_ms, samples = _estimate_ms(
+        model=model, width=width, height=height, frames_total=frames_total, steps=steps
+    )
     hardware_class = selectors.hardware_class_for_model(model)
     subscription = selectors.subscription_for(tenant=tenant)
     plan = selectors.effective_plan(subscription=subscription)
@@ -406,6 +429,15 @@ def _frames_for(model: str, duration_s: float) -> int:
     return max(1, round(duration_s * fps))
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What an admitted job holds against its tenant's caps until it finishes: ``reserve_ms``
+    of ``hardware_class`` (0 where that class has no hard cap)."""
+
+    hardware_class: str
+    reserve_ms: int
+
+
 def quota_check(
     *,
     tenant: Tenant,
@@ -421,9 +453,36 @@ def quota_check(
 
     402 (``PaymentRequired``): the tenant is suspended, has no plan where one is required, the
     plan does not include the model, size or length, or the class's hard cap is reached (or
-    this job would pass it). 429 with ``Retry-After``: too many jobs in flight, or the end
-    user's storefront quota for the last 24 h is used up.
+    this job, on top of what the tenant's unfinished jobs hold, would pass it). 429 with
+    ``Retry-After``: too many jobs in flight, or the end user's storefront quota for the last
+    24 h is used up.
+
+    Without a lock this is advice (a quote, a form): two requests may both see the last place
+    free. ``quota_admit`` runs the same checks where they hold.
     """
+    _admission(
+        tenant=tenant,
+        model=model,
+        width=width,
+        height=height,
+        duration_s=duration_s,
+        end_user=end_user,
+        frames_total=frames_total,
+        now=now,
+    )
+
+
+def _admission(
+    *,
+    tenant: Tenant,
+    model: str,
+    width: int,
+    height: int,
+    duration_s: float,
+    end_user: str,
+    frames_total: int | None,
+    now: datetime | None,
+) -> Admission:
     now = now or timezone.now()
     if not tenant.is_active:
         raise PaymentRequired(
@@ -432,12 +491,13 @@ def quota_check(
         )
     subscription = selectors.subscription_for(tenant=tenant)
     plan = selectors.effective_plan(subscription=subscription)
+    hardware_class = selectors.hardware_class_for_model(model)
     if plan is None:
         if _setting("BILLING_REQUIRE_PLAN", False):
             raise PaymentRequired(
                 "There is no active plan; subscribe to one to create jobs.", code="no_plan"
             )
-        return
+        return Admission(hardware_class=hardware_class, reserve_ms=0)
     if not plan.allows_model(model):
         raise PaymentRequired(
             f"The {plan.name} plan does not include the model {model!r} "
@@ -457,13 +517,18 @@ def quota_check(
             code="duration_over_plan",
         )
 
-    hardware_class = selectors.hardware_class_for_model(model)
+    reserve_ms = 0
     rate = selectors.plan_rates(plan).get(hardware_class)
     if rate is not None and rate.hard_cap_gpu_seconds is not None:
         period = selectors.current_period(subscription=subscription, now=now)
-        used = selectors.usage_ms_by_class(tenant=tenant, start=period.start, end=now).get(
-            hardware_class, 0
-        )
+        # Reservations before usage, in that order: a job's usage and the matching cut in its
+        # reservation commit together, so a commit between the two reads is counted twice
+        # (refusing early), never missed (which would let a job past the cap). Usage is read
+        # to the period's end for the same reason: a row stamped just after ``now`` counts.
+        held = selectors.reserved_ms(tenant=tenant, hardware_class=hardware_class)
+        used = selectors.usage_ms_by_class(
+            tenant=tenant, start=period.start, end=max(now, period.end)
+        ).get(hardware_class, 0)
         cap_ms = rate.hard_cap_gpu_seconds * 1000
         resets = period.end.strftime("%Y-%m-%d %H:%M UTC")
         if used >= cap_ms:
@@ -473,14 +538,14 @@ def quota_check(
                 code="hard_cap_reached",
             )
         frames = frames_total or _frames_for(model, duration_s)
-        estimate = quote(
-            tenant=tenant, model=model, width=width, height=height, frames_total=frames, now=now
-        ).gpu_ms_estimate
-        if used + estimate > cap_ms:
+        reserve_ms, _ = _estimate_ms(model=model, width=width, height=height, frames_total=frames)
+        if used + held + reserve_ms > cap_ms:
+            left = max(0, cap_ms - used - held)
+            also = f" ({held / 1000:.1f} s more are held for jobs not yet finished)" if held else ""
             raise PaymentRequired(
-                f"This job needs about {estimate / 1000:.1f} GPU-seconds but only "
-                f"{(cap_ms - used) / 1000:.1f} of the {hardware_class} hard cap are left this "
-                f"period; it resets at {resets}.",
+                f"This job needs about {reserve_ms / 1000:.1f} GPU-seconds but only "
+                f"{left / 1000:.1f} of the {hardware_class} hard cap are left this "
+                f"period{also}; it resets at {resets}.",
                 code="hard_cap_would_exceed",
             )
 
@@ -512,6 +577,58 @@ def quota_check(
                 status_code=429,
                 headers={"Retry-After": str(retry_after)},
             )
+    return Admission(hardware_class=hardware_class, reserve_ms=reserve_ms)
+
+
+def quota_admit(
+    *,
+    tenant: Tenant,
+    model: str,
+    width: int,
+    height: int,
+    duration_s: float,
+    end_user: str = "",
+    frames_total: int | None = None,
+) -> Admission:
+    """``quota_check`` where it holds: call it first in the transaction that inserts the job,
+    then ``reservation_hold`` for that job.
+
+    It takes the tenant's admission lock, a row lock on the tenant (SQLite: the IMMEDIATE
+    transaction already holds the database's write lock), so one tenant's admissions run one
+    after another, each counting the jobs, shopper videos and reservations that the ones
+    before it committed. The lock is ``FOR NO KEY UPDATE``: inserts of rows that point at the
+    tenant (usage, other tables) do not wait for it. Everything is read after the lock,
+    ``now`` and the tenant's status included.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("quota_admit runs inside the transaction that creates the job")
+    locked = Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).first() or tenant
+    return _admission(
+        tenant=locked,
+        model=model,
+        width=width,
+        height=height,
+        duration_s=duration_s,
+        end_user=end_user,
+        frames_total=frames_total,
+        now=None,
+    )
+
+
+def reservation_hold(*, tenant: Tenant, job_id: object, admission: Admission) -> None:
+    """Hold the admitted job's estimate against its class's hard cap (see UsageReservation)."""
+    if admission.reserve_ms > 0:
+        UsageReservation.objects.create(
+            tenant=tenant,
+            job_id=job_id,
+            hardware_class=admission.hardware_class,
+            milliseconds=admission.reserve_ms,
+        )
+
+
+def reservation_release(*, job_id: object) -> None:
+    """The job is final: what it used is in the ledger, the rest of its estimate is free."""
+    UsageReservation.objects.filter(job_id=job_id).delete()  # unscoped: by job id
 
 
 # --- usage alerts -----------------------------------------------------------------------------

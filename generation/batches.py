@@ -183,6 +183,9 @@ def batch_process_chunk(*, batch_id: object) -> bool:
             if row.number in done:
                 continue
             try:
+                # job_create takes the tenant's admission lock, held until this chunk commits:
+                # rows admitted here count against the caps before they are visible, so single
+                # creates of the same tenant wait for the chunk instead of passing a cap beside it.
                 with transaction.atomic():
                     job_create(
                         tenant=batch.tenant,

@@ -18,7 +18,12 @@ from django.utils.text import slugify
 from rest_framework.exceptions import ValidationError
 
 from billing.selectors import effective_plan_for
-from billing.services import quota_check, usage_refund_job
+from billing.services import (
+    quota_admit,
+    reservation_hold,
+    reservation_release,
+    usage_refund_job,
+)
 from config.problems import ConflictProblem, Problem
 from generation import registry
 from generation.compiler import Plan, compile_plan
@@ -505,6 +510,10 @@ def job_create(
 ) -> JobCreated:
     """Validate, pin the template version, record the job as queued, and enqueue it on commit.
 
+    The plan's caps are checked in the transaction that inserts the job, under the tenant's
+    admission lock, and the job's estimate is held against its class's hard cap until it
+    finishes (``billing.services.quota_admit``, ``reservation_hold``).
+
     With an Idempotency-Key the same key and body return the original job; the same key with
     another body is a 409. Nothing is created when anything is invalid.
     """
@@ -612,16 +621,6 @@ def job_create(
             raise ContentBlocked(verdict)
     held = any(verdict.needs_review for verdict in verdicts)
     initial_state = JobState.IN_REVIEW if held else JobState.QUEUED
-    # Plan limits, suspension, hard caps, backlog and storefront quotas: 402 / 429 with reasons.
-    quota_check(
-        tenant=tenant,
-        model=model,
-        width=width,
-        height=height,
-        duration_s=duration_s,
-        end_user=request.end_user,
-        frames_total=sum(plan.frames_per_shot),
-    )
     priority = request.priority
     tenant_plan = effective_plan_for(tenant=tenant)
     if tenant_plan is not None and priority == Priority.STANDARD:
@@ -630,6 +629,19 @@ def job_create(
     stored: list[str] = []
     try:
         with transaction.atomic():
+            # Plan limits, suspension, hard caps, backlog and storefront quotas (402 / 429 with
+            # reasons), checked under the tenant's admission lock before anything is written,
+            # and counted again by the next admission only once this one commits: checked
+            # outside this transaction, 20 parallel creates went through a backlog cap of 3.
+            admission = quota_admit(
+                tenant=tenant,
+                model=model,
+                width=width,
+                height=height,
+                duration_s=duration_s,
+                end_user=request.end_user,
+                frames_total=sum(plan.frames_per_shot),
+            )
             if consent is not None and consent._state.adding:
                 consent.save()  # the person's own consent, given with this request
             job = Job.objects.create(
@@ -659,6 +671,7 @@ def job_create(
                 created_by=actor_user,
                 created_by_key=actor_key,
             )
+            reservation_hold(tenant=tenant, job_id=job.id, admission=admission)
             if cleaned.images:
                 values = dict(job.values)
                 for name, data in cleaned.images.items():
@@ -733,6 +746,8 @@ def job_transition(*, job: Job, to_state: str, reason: str = "", **fields: Any) 
         JobTransition.objects.create(
             job_id=job.pk, from_state=current, to_state=to_state, at=now, reason=reason[:300]
         )
+        if to_state in TERMINAL_STATES:
+            reservation_release(job_id=job.pk)  # its hold on the hard cap ends with it
         job_event(job=job, to_state=to_state)
         batch_id = getattr(job, "batch_id", None)
         if batch_id is not None and to_state in TERMINAL_STATES:
