@@ -25,7 +25,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from config.api import StrictSerializer
+from config.api import MethodCheckedFirst, StrictSerializer
 from moderation import selectors, services
 from moderation.models import AuditEntry, ReviewCase
 
@@ -174,7 +174,7 @@ class NewestFirstPagination(CursorPagination):
     max_page_size = 500
 
 
-class OperatorViewSet(viewsets.GenericViewSet):
+class OperatorViewSet(MethodCheckedFirst, viewsets.GenericViewSet):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsModerationOperator]
 
