@@ -26,6 +26,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from config.api import MethodCheckedFirst, StrictSerializer
+from config.problems import NOT_FOUND_DETAIL
 from moderation import selectors, services
 from moderation.models import AuditEntry, ReviewCase
 
@@ -203,7 +204,7 @@ class ReviewCaseViewSet(mixins.ListModelMixin, OperatorViewSet):
     def _case(self, pk: str) -> ReviewCase:
         case = selectors.review_case_get(case_id=int(pk)) if str(pk).isdigit() else None
         if case is None:
-            raise NotFound("No such case.")
+            raise NotFound(NOT_FOUND_DETAIL)  # the API's one answer for every missing object
         return case
 
     @extend_schema(
