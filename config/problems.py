@@ -10,11 +10,16 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# One answer for every 404 raised as Django's Http404 (an unknown or malformed id, another
+# tenant's object, an unknown route): its message names a model or a lookup, never the caller's
+# business, and the answers must not differ.
+NOT_FOUND_DETAIL = "Not found."
 
 
 class Problem(exceptions.APIException):
@@ -95,6 +100,11 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     # this module (for its Problem classes) before it has finished loading
     from rest_framework.views import exception_handler
 
+    # Django's own exceptions, as DRF would convert them, but with our codes and details
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(NOT_FOUND_DETAIL)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -121,12 +131,11 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
             code="rate_limited",
         )
     else:
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        code = getattr(exc, "default_code", "error")
-        if isinstance(exc, exceptions.APIException):
-            codes = exc.get_codes()
-            code = codes if isinstance(codes, str) else code
-        body = problem_body(response.status_code, detail=str(detail), code=str(code))
+        # DRF answered, so exc is an APIException
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        detail = str(exc.detail) or str(exc.default_detail)
+        body = problem_body(response.status_code, detail=detail, code=str(code))
     response.data = body
     response.content_type = PROBLEM_CONTENT_TYPE
     return response

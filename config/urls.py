@@ -10,7 +10,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from config.docs import RedocDocsView, SwaggerDocsView
-from config.problems import problem_response
+from config.problems import NOT_FOUND_DETAIL, problem_response
 from generation import live
 from generation import views as generation_views
 from generation.api import BrandKitViewSet, JobViewSet, TemplateViewSet
@@ -84,5 +84,5 @@ def _api_or_html(status_code: int, code: str, detail: str):
     return handler
 
 
-handler404 = _api_or_html(404, "not_found", "Not found.")
+handler404 = _api_or_html(404, "not_found", NOT_FOUND_DETAIL)
 handler500 = _api_or_html(500, "server_error", "Something went wrong on our side.")

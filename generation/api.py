@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import (
@@ -315,8 +317,15 @@ def template_for(tenant, ref: str) -> Template:
     return template
 
 
+TEMPLATE_REF = OpenApiParameter(
+    "id", str, OpenApiParameter.PATH, description="The template's id or its slug."
+)
+
+
 class TemplateViewSet(TenantScopedViewSet):
     """Templates: `GET/POST /api/v1/templates/`, `GET/PATCH/DELETE /api/v1/templates/{id}/`.
+
+    ``{id}`` is the template's id or its slug, read as job creation reads a template reference.
 
     Changing content publishes a new version; jobs keep the version they were made from.
     DELETE archives (the template takes no new jobs; its jobs and versions stay).
@@ -326,6 +335,7 @@ class TemplateViewSet(TenantScopedViewSet):
     serializer_class = TemplateSerializer
     pagination_class = CreatedCursorPagination
     min_roles = {**TenantScopedViewSet.min_roles, "versions": Role.VIEWER, "preview": Role.VIEWER}
+    lookup_fields = ("pk", "slug")
 
     def scope_queryset(self, queryset):
         if self.action == "list" and self.request.query_params.get("archived") != "true":
@@ -336,6 +346,7 @@ class TemplateViewSet(TenantScopedViewSet):
         page = self.paginate_queryset(self.get_queryset().order_by("-created_at"))
         return self.get_paginated_response(TemplateSerializer(page, many=True).data)
 
+    @extend_schema(parameters=[TEMPLATE_REF])
     def retrieve(self, request, pk=None):
         return Response(TemplateSerializer(self.get_object()).data)
 
@@ -354,7 +365,11 @@ class TemplateViewSet(TenantScopedViewSet):
         )
         return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=TemplateUpdateSerializer, responses={200: TemplateSerializer})
+    @extend_schema(
+        request=TemplateUpdateSerializer,
+        responses={200: TemplateSerializer},
+        parameters=[TEMPLATE_REF],
+    )
     def partial_update(self, request, pk=None):
         template = self.get_object()
         body = TemplateUpdateSerializer(data=request.data)
@@ -368,13 +383,14 @@ class TemplateViewSet(TenantScopedViewSet):
         )
         return Response(TemplateSerializer(template).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, parameters=[TEMPLATE_REF])
     def destroy(self, request, pk=None):
         services.template_archive(template=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         request=TemplatePreviewRequestSerializer,
+        parameters=[TEMPLATE_REF],
         responses={
             200: inline_serializer(
                 "TemplatePreview",
@@ -404,13 +420,24 @@ class TemplateViewSet(TenantScopedViewSet):
             )
         )
 
-    @extend_schema(responses={200: TemplateVersionSerializer(many=True)})
+    @extend_schema(responses={200: TemplateVersionSerializer(many=True)}, parameters=[TEMPLATE_REF])
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
         template = self.get_object()
         return Response(
             TemplateVersionSerializer(template.versions.order_by("number"), many=True).data
         )
+
+
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,80}")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        serializers.UUIDField().to_internal_value(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _parse_filters(params) -> selectors.JobFilters:
@@ -426,21 +453,26 @@ def _parse_filters(params) -> selectors.JobFilters:
             if parsed is None or parsed.tzinfo is None:
                 errors[name] = "Use an ISO 8601 date-time with a time zone."
             dates[name] = parsed
-    ids = {}
-    for name in ("template", "batch"):
-        ids[name] = params.get(name) or None
-        if ids[name]:
-            try:
-                serializers.UUIDField().to_internal_value(ids[name])
-            except ValidationError:
-                errors[name] = f"Must be a {name} id."
+    template_id, template_slug = params.get("template") or None, None
+    if template_id and not _is_uuid(template_id):
+        template_id, template_slug = None, template_id  # a template by its slug, as jobs take it
+        if not _SLUG.fullmatch(template_slug):
+            errors["template"] = "Must be a template id or slug."
+    batch_id = params.get("batch") or None
+    if batch_id and not _is_uuid(batch_id):
+        errors["batch"] = "Must be a batch id."
     tags = [t for t in params.getlist("tag") if t][:5]
     if any(len(t) > 80 for t in tags):
         errors["tag"] = "At most 80 characters."
     if errors:
         raise ValidationError(errors)
     return selectors.JobFilters(
-        state=state, template_id=ids["template"], batch_id=ids["batch"], tags=tuple(tags), **dates
+        state=state,
+        template_id=template_id,
+        template_slug=template_slug,
+        batch_id=batch_id,
+        tags=tuple(tags),
+        **dates,
     )
 
 
@@ -483,7 +515,7 @@ class JobViewSet(TenantScopedViewSet):
     @extend_schema(
         parameters=[
             OpenApiParameter("state", str, enum=JobState.values),
-            OpenApiParameter("template", str, description="Template id"),
+            OpenApiParameter("template", str, description="Template id or slug"),
             OpenApiParameter("batch", str, description="Batch id (a roster or A/B variants)"),
             OpenApiParameter(
                 "tag",
@@ -616,7 +648,7 @@ class JobViewSet(TenantScopedViewSet):
     def download(self, request, pk=None):
         job = self.get_object()
         if job.files_deleted_at is not None:
-            raise services.Problem("The video was deleted.", code="deleted", status_code=410)
+            raise services.Problem("The video was deleted.", code="gone", status_code=410)
         if job.state != JobState.SUCCEEDED or not job.video_key:
             raise services.Problem(
                 f"The video is not ready (the job is {job.state}).",

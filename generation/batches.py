@@ -268,9 +268,9 @@ def batch_summary(batch: Batch) -> dict[str, Any]:
 
 
 def batch_results_csv(*, batch: Batch) -> bytes:
-    """One line per roster row: its values, the job, its state, and a fresh signed link to the
-    video (or the reason the row was refused or the job did not succeed). Spreadsheet formulas
-    in any cell are neutralised."""
+    """One line per roster row: its values (a refused row's as submitted), the job, its state,
+    and a fresh signed link to the video (or the reason the row was refused or the job did not
+    succeed). Spreadsheet formulas in any cell are neutralised (rosters.csv_safe)."""
     from generation.delivery import signed_link
 
     value_columns = [v["name"] for v in batch.template_version.variables if v["type"] != "image"]
@@ -311,14 +311,46 @@ def batch_results_csv(*, batch: Batch) -> bytes:
                 ],
             )
         )
+    submitted = _submitted_cells(batch, {problem["row"] for problem in batch.errors})
     for problem in batch.errors:
         reasons = "; ".join(f"{k}: {v}" for k, v in problem["reasons"].items())
-        blanks = [""] * len(value_columns)
+        cells = submitted.get(problem["row"], {})
+        values = [_cell(cells.get(name)) for name in value_columns]
         lines.append(
-            (problem["row"], [problem["row"], "", "", *blanks, "", "rejected", "", "", reasons])
+            (
+                problem["row"],
+                [
+                    problem["row"],
+                    "",
+                    _cell(cells.get("end_user")),
+                    *values,
+                    "",
+                    "rejected",
+                    "",
+                    "",
+                    reasons,
+                ],
+            )
         )
     lines.sort(key=lambda item: item[0])
     return rosters.write_csv(header, (line for _, line in lines))
+
+
+def _submitted_cells(batch: Batch, numbers: set[int]) -> dict[int, dict[str, str]]:
+    """The cells of the roster rows ``numbers`` exactly as submitted, keyed by variable name
+    (and end_user), read again from the stored roster: a refused row made no job to hold them.
+    NUL characters, one of the reasons a row is refused, are shown as U+FFFD."""
+    if not numbers or not batch.source_key:
+        return {}
+    roster = rosters.open_roster(get_bytes(batch.source_key), batch.source_name)
+    return {
+        row.number: {
+            name: value.replace("\x00", "\ufffd")
+            for name, value in rosters.map_row(row.cells, batch.columns).items()
+        }
+        for row in roster.rows()
+        if row.number in numbers
+    }
 
 
 def _cell(value: Any) -> str:

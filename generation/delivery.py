@@ -3,7 +3,8 @@
 On S3-compatible storage the link is the store's own presigned URL (the store handles Range).
 On local storage it is ``/dl/<token>/<filename>``, where the token is an encrypted and
 authenticated (tenant, key, expiry) triple, opaque to whoever holds it: tampering with any
-part, or using it after expiry, is refused.
+part, or using it after expiry, is refused (404). A good token whose file was deleted since is
+answered by the view (410).
 """
 
 from __future__ import annotations
@@ -77,51 +78,73 @@ def resolve_token(token: str, *, now: float | None = None) -> str:
     return key
 
 
+class FileMissing(Exception):
+    """The storage has no file at the key a good token names."""
+
+
 def serve(request: HttpRequest, key: str) -> HttpResponse:
-    """The file at ``key``, whole or the single byte range asked for (206 / 416)."""
+    """The file at ``key``, whole or the single byte range asked for (206 / 416).
+
+    HEAD gets the same status and headers (Content-Type, Content-Length, Accept-Ranges and, for
+    a range, Content-Range) and no body; the file is not opened. FileMissing when there is no
+    file at ``key``.
+    """
     if not default_storage.exists(key):
-        raise Http404("gone")
-    size = default_storage.size(key)
+        raise FileMissing(key)
+    try:
+        size = default_storage.size(key)
+    except FileNotFoundError:  # deleted since the check
+        raise FileMissing(key) from None
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     header = request.headers.get("Range", "").strip()
-    if not header:
-        response: HttpResponse = FileResponse(
-            default_storage.open(key, "rb"), content_type=content_type
-        )
-        response["Content-Length"] = str(size)
-        response["Accept-Ranges"] = "bytes"
-        return response
-    match = _RANGE_RE.match(header)
-    if not match or match.groups() == ("", ""):
-        return _unsatisfiable(size)
-    start_s, end_s = match.groups()
-    if start_s == "":
-        length = int(end_s)
-        start, end = max(0, size - length), size - 1
+    start, end = 0, size - 1
+    if header:
+        match = _RANGE_RE.match(header)
+        if not match or match.groups() == ("", ""):
+            return _unsatisfiable(size)
+        start_s, end_s = match.groups()
+        if start_s == "":
+            start = max(0, size - int(end_s))
+        else:
+            start = int(start_s)
+            end = min(int(end_s), size - 1) if end_s else size - 1
+        if start >= size or start > end:
+            return _unsatisfiable(size)
+    status = 206 if header else 200
+    response: HttpResponse
+    if request.method == "HEAD":
+        response = HttpResponse(status=status, content_type=content_type)
+    elif not header:
+        response = FileResponse(_open(key), content_type=content_type)
     else:
-        start = int(start_s)
-        end = min(int(end_s), size - 1) if end_s else size - 1
-    if start >= size or start > end:
-        return _unsatisfiable(size)
-    handle = default_storage.open(key, "rb")
-    handle.seek(start)
-
-    def chunks(remaining: int = end - start + 1, block: int = 256 * 1024):
-        try:
-            while remaining > 0:
-                data = handle.read(min(block, remaining))
-                if not data:
-                    break
-                remaining -= len(data)
-                yield data
-        finally:
-            handle.close()
-
-    response = StreamingHttpResponse(chunks(), status=206, content_type=content_type)
-    response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response = StreamingHttpResponse(
+            _chunks(_open(key), start, end - start + 1), status=206, content_type=content_type
+        )
+    if header:
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
     response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     return response
+
+
+def _chunks(handle, start: int, remaining: int, block: int = 256 * 1024):
+    try:
+        handle.seek(start)
+        while remaining > 0:
+            data = handle.read(min(block, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            yield data
+    finally:
+        handle.close()
+
+
+def _open(key: str):
+    try:
+        return default_storage.open(key, "rb")
+    except FileNotFoundError:  # deleted since the check
+        raise FileMissing(key) from None
 
 
 def _unsatisfiable(size: int) -> HttpResponse:

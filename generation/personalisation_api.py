@@ -8,9 +8,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from config.api import CreatedCursorPagination, StrictSerializer
+from config.api import CreatedCursorPagination, CsvRenderer, StrictSerializer
 from generation import batches, consents, services
 from generation.api import template_for
 from generation.models import Batch, ConsentRecord, StylePreset
@@ -310,7 +311,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     @extend_schema(
         responses={200: OpenApiResponse(description="text/csv, UTF-8 with BOM")},
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CsvRenderer])
     def results(self, request, pk=None):
         batch = self.get_object()
         response = HttpResponse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +13,15 @@ from django.core.cache import cache
 from django.db.models import Count, F, FloatField, QuerySet, Sum
 from django.utils import timezone
 
-from generation.models import Job, JobState, JobTag, JobTransition, Template, TemplateVersion
+from generation.models import (
+    DeletionReceipt,
+    Job,
+    JobState,
+    JobTag,
+    JobTransition,
+    Template,
+    TemplateVersion,
+)
 from tenants.models import Tenant
 
 TAG_CATEGORIES = ("subject", "action", "environment", "style", "character")
@@ -22,6 +31,7 @@ TAG_CATEGORIES = ("subject", "action", "environment", "style", "character")
 class JobFilters:
     state: str | None = None
     template_id: str | None = None
+    template_slug: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     batch_id: str | None = None
@@ -35,6 +45,8 @@ def job_list(*, tenant: Tenant, filters: JobFilters | None = None) -> QuerySet[J
         jobs = jobs.filter(state=filters.state)
     if filters.template_id:
         jobs = jobs.filter(template_id=filters.template_id)
+    if filters.template_slug:  # the job's template is the tenant's own: the slug is unique
+        jobs = jobs.filter(template__slug=filters.template_slug)
     if filters.created_after:
         jobs = jobs.filter(created_at__gte=filters.created_after)
     if filters.created_before:
@@ -295,3 +307,25 @@ class EtaEstimator:
 def job_eta(*, job: Job, now: datetime | None = None) -> JobEta:
     """When ``job``'s video should be ready, and its place in the queue; see EtaEstimator."""
     return EtaEstimator(now=now).estimate(job)
+
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_JOB_FILE = re.compile(rf"tenants/(?P<tenant>{_UUID})/jobs/(?P<job>{_UUID})/.+")
+
+
+def deletion_receipt_for_key(*, key: str) -> DeletionReceipt | None:
+    """The receipt that lists ``key`` among the files it removed (a job's files, deleted on
+    request, by retention or by a consent's end), or None: a file never deleted that way.
+
+    ``key`` comes from a signed download token: the tenant it names is the caller's."""
+    match = _JOB_FILE.fullmatch(key)
+    if match is None:
+        return None
+    tenant = Tenant.objects.filter(pk=match["tenant"]).first()
+    if tenant is None:
+        return None
+    receipts = DeletionReceipt.objects.for_tenant(tenant).filter(job_id=match["job"])
+    for receipt in receipts.order_by("created_at"):
+        if any(isinstance(f, dict) and f.get("key") == key for f in receipt.files):
+            return receipt
+    return None

@@ -25,7 +25,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from config.api import StrictSerializer
+from config.api import MethodCheckedFirst, StrictSerializer
+from config.problems import NOT_FOUND_DETAIL
 from moderation import selectors, services
 from moderation.models import AuditEntry, ReviewCase
 
@@ -174,7 +175,7 @@ class NewestFirstPagination(CursorPagination):
     max_page_size = 500
 
 
-class OperatorViewSet(viewsets.GenericViewSet):
+class OperatorViewSet(MethodCheckedFirst, viewsets.GenericViewSet):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsModerationOperator]
 
@@ -203,7 +204,7 @@ class ReviewCaseViewSet(mixins.ListModelMixin, OperatorViewSet):
     def _case(self, pk: str) -> ReviewCase:
         case = selectors.review_case_get(case_id=int(pk)) if str(pk).isdigit() else None
         if case is None:
-            raise NotFound("No such case.")
+            raise NotFound(NOT_FOUND_DETAIL)  # the API's one answer for every missing object
         return case
 
     @extend_schema(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
 from generation.models import Template
 from tenants.models import ApiKey, Tenant
+from tests import factories
 from tests.conftest import key_client
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +28,66 @@ def test_an_unknown_api_url_is_a_problem_document(api):
         "detail": "Not found.",
         "code": "not_found",
     }
+
+
+NOT_FOUND = {
+    "type": "about:blank",
+    "title": "Not Found",
+    "status": 404,
+    "detail": "Not found.",
+    "code": "not_found",
+}
+
+
+def test_every_404_is_the_same_problem_document(api, other_tenant):
+    theirs = factories.make_template(other_tenant)
+    paths = [
+        "/api/v1/nothing-here/",  # an unknown route
+        "/api/nothing-here/",
+        f"/api/v1/jobs/{uuid.uuid4()}/",  # an unknown id
+        "/api/v1/jobs/not-a-uuid/",  # a malformed id
+        "/api/v1/jobs/not-a-uuid/download/",
+        f"/api/v1/templates/{theirs.id}/",  # another tenant's object, by id and by slug
+        f"/api/v1/templates/{theirs.slug}/",
+        f"/api/v1/templates/{theirs.id}/versions/",
+        "/api/v1/consents/12345/",
+        f"/api/v1/batches/{uuid.uuid4()}/results/",
+    ]
+    answers = {}
+    for path in paths:
+        response = api.get(path)
+        answers[path] = (response.status_code, response["Content-Type"], response.json())
+    assert answers == {path: (404, "application/problem+json", NOT_FOUND) for path in paths}
+
+
+def test_the_error_codes_are_the_documented_ones(api, tenant):
+    viewer = APIClient()
+    viewer.force_login(factories.make_member(tenant, role="viewer"))
+    answers = {
+        "no key": APIClient().get("/api/v1/jobs/"),
+        "unknown key": key_client("sk_not_a_key_at_all").get("/api/v1/jobs/"),
+        "not bearer": APIClient(HTTP_AUTHORIZATION="Basic dXNlcjpwdw==").get("/api/v1/jobs/"),
+        "role": viewer.post("/api/v1/keys/", {"name": "k"}, format="json"),
+        "method": api.put("/api/v1/jobs/", {}, format="json"),
+        "accept": api.get("/api/v1/jobs/", HTTP_ACCEPT="text/csv"),
+        "media type": api.post("/api/v1/jobs/", "name=Ada", content_type="text/plain"),
+        "json": api.generic("POST", "/api/v1/jobs/", "{", content_type="application/json"),
+    }
+    codes = {
+        name: (response.status_code, response["Content-Type"], response.json()["code"])
+        for name, response in answers.items()
+    }
+    assert codes == {
+        "no key": (401, "application/problem+json", "not_authenticated"),
+        "unknown key": (401, "application/problem+json", "invalid_api_key"),
+        "not bearer": (401, "application/problem+json", "malformed_credentials"),
+        "role": (403, "application/problem+json", "permission_denied"),
+        "method": (405, "application/problem+json", "method_not_allowed"),
+        "accept": (406, "application/problem+json", "not_acceptable"),
+        "media type": (415, "application/problem+json", "unsupported_media_type"),
+        "json": (400, "application/problem+json", "parse_error"),
+    }
+    assert all(response.json()["detail"] for response in answers.values())
 
 
 def test_malformed_json_is_a_400_problem(api):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 
 import pytest
 from openpyxl import Workbook
@@ -202,12 +203,74 @@ def test_a_finished_batch_completes_once_with_a_webhook_and_a_results_csv(
     lines = list(csv.DictReader(io.StringIO(results.content.decode("utf-8-sig"))))
     assert [(line["row"], line["name"], line["state"]) for line in lines] == [
         ("2", "Ada", "succeeded"),
-        ("3", "", "rejected"),
+        ("3", "'=1+1", "rejected"),
         ("4", "Grace", "succeeded"),
     ]
     assert all(line["video_url"].startswith("http") for line in (lines[0], lines[2]))
     assert "formula" in lines[1]["error"]
     assert api.get(lines[0]["video_url"]).status_code == 200
+
+
+def test_refused_rows_carry_their_submitted_values_escaped_in_the_results_csv(
+    api, template, run_on_commit
+):
+    rows = [
+        ["name", "virtue", "age", "end_user"],
+        ["Ada", "courage", "9", "S-1"],
+        ['=HYPERLINK("http://evil.example","open")', "courage", "9", "S-2"],
+        ["+1+1", "honesty", "", "S-3"],
+        ["-2+3", "courage", "10", "S-4"],
+        ["@SUM(A1)", "courage", "11", "S-5"],
+        ["Grace", "greed", "-3", "=cmd|' /C calc'!A0"],
+        ["Li Wei", "greed", "-3", "S-7"],
+    ]
+    batch_id = run_on_commit(_upload, api, template, _csv(rows)).json()["id"]
+
+    results = api.get(f"/api/v1/batches/{batch_id}/results/")
+
+    assert results.status_code == 200
+    lines = list(csv.reader(io.StringIO(results.content.decode("utf-8-sig"))))
+    assert lines[0] == [
+        "row",
+        "variant",
+        "end_user",
+        "name",
+        "virtue",
+        "age",
+        "job_id",
+        "state",
+        "video_url",
+        "expires_at",
+        "error",
+    ]
+    shown = [(line[0], line[2], line[3], line[4], line[5], line[7]) for line in lines[1:]]
+    assert shown == [
+        ("2", "S-1", "Ada", "courage", "9", "succeeded"),
+        ("3", "S-2", '\'=HYPERLINK("http://evil.example","open")', "courage", "9", "rejected"),
+        ("4", "S-3", "'+1+1", "honesty", "", "rejected"),
+        ("5", "S-4", "'-2+3", "courage", "10", "rejected"),
+        ("6", "S-5", "'@SUM(A1)", "courage", "11", "rejected"),
+        ("7", "'=cmd|' /C calc'!A0", "Grace", "greed", "-3", "rejected"),
+        ("8", "S-7", "Li Wei", "greed", "-3", "rejected"),
+    ]
+    errors = {line[0]: line[10] for line in lines[1:]}
+    assert errors["2"] == ""
+    assert all("formula" in errors[row] for row in ("3", "4", "5", "6", "7"))
+    assert "courage, honesty" in errors["8"] and "values.age" in errors["8"]
+    assert all(line[6] == "" and line[8] == "" for line in lines[3:])  # no job, no link
+
+
+def test_the_results_csv_answers_a_client_that_asks_for_csv(api, template, run_on_commit):
+    rows = [["name", "virtue"], ["Ada", "courage"]]
+    batch_id = run_on_commit(_upload, api, template, _csv(rows)).json()["id"]
+
+    results = api.get(f"/api/v1/batches/{batch_id}/results/", HTTP_ACCEPT="text/csv")
+    missing = api.get(f"/api/v1/batches/{uuid.uuid4()}/results/", HTTP_ACCEPT="text/csv")
+
+    assert (results.status_code, results["Content-Type"]) == (200, "text/csv; charset=utf-8")
+    assert results.content.decode("utf-8-sig").splitlines()[1].startswith("2,,,Ada,courage,")
+    assert (missing.status_code, missing["Content-Type"]) == (404, "application/problem+json")
+    assert missing.json()["code"] == "not_found"
 
 
 def test_variants_make_one_job_each_with_the_same_seed_for_comparison(api, tenant, template):

@@ -164,7 +164,9 @@ def test_revoking_consent_refuses_new_jobs_and_expires_the_videos(
     done = _job(api, student_template, run_on_commit, end_user="S-1").json()
     assert Job.objects.get(pk=done["id"]).state == JobState.SUCCEEDED
     queued = _job(api, student_template, end_user="S-1").json()
-    assert api.get(f"/api/v1/jobs/{done['id']}/download/").status_code == 200
+    link = api.get(f"/api/v1/jobs/{done['id']}/download/").json()["video"]["url"]
+    link = link.removeprefix("http://127.0.0.1:8000")
+    assert api.get(link).status_code == 200
 
     response = api.post(
         f"/api/v1/consents/{consent.id}/revoke/", {"reason": "parent asked"}, format="json"
@@ -181,6 +183,7 @@ def test_revoking_consent_refuses_new_jobs_and_expires_the_videos(
     assert receipt.files
     assert Job.objects.get(pk=queued["id"]).state == JobState.CANCELED
     assert api.get(f"/api/v1/jobs/{done['id']}/download/").status_code == 410
+    assert (api.get(link).status_code, api.get(link).json()["code"]) == (410, "gone")
     again = _job(api, student_template, end_user="S-1")
     assert again.status_code == 422
     assert again.json()["code"] == "consent_required"  # no valid consent left for S-1

@@ -83,6 +83,43 @@ def test_the_download_link_serves_the_video_with_range_and_expires(
     assert client.get(old.url.removeprefix("http://127.0.0.1:8000")).status_code == 404
 
 
+def test_head_on_a_download_link_answers_like_get_without_a_body(
+    api, template, run_on_commit, client
+):
+    job_id = _create(api, template, run_on_commit).json()["id"]
+    links = api.get(f"/api/v1/jobs/{job_id}/download/").json()
+    url = links["video"]["url"].removeprefix("http://127.0.0.1:8000")
+    size = len(get_bytes(Job.objects.get(pk=job_id).video_key))
+
+    whole = client.head(url)
+    part = client.head(url, HTTP_RANGE="bytes=10-19")
+    beyond = client.head(url, HTTP_RANGE=f"bytes={size}-")
+
+    assert (whole.status_code, whole.content) == (200, b"")
+    assert (whole["Content-Length"], whole["Content-Type"], whole["Accept-Ranges"]) == (
+        str(size),
+        "video/mp4",
+        "bytes",
+    )
+    assert whole["Content-Disposition"] == 'inline; filename="video.mp4"'
+    assert (part.status_code, part.content, part["Content-Length"]) == (206, b"", "10")
+    assert part["Content-Range"] == f"bytes 10-19/{size}"
+    assert (beyond.status_code, beyond["Content-Range"]) == (416, f"bytes */{size}")
+    poster = client.head(links["poster"]["url"].removeprefix("http://127.0.0.1:8000"))
+    assert (poster.status_code, poster["Content-Type"]) == (200, "image/jpeg")
+
+
+def test_a_download_link_takes_only_get_and_head(api, template, run_on_commit, client):
+    job_id = _create(api, template, run_on_commit).json()["id"]
+    url = api.get(f"/api/v1/jobs/{job_id}/download/").json()["video"]["url"]
+
+    response = client.post(url.removeprefix("http://127.0.0.1:8000"))
+
+    assert (response.status_code, response["Allow"]) == (405, "GET, HEAD")
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "method_not_allowed"
+
+
 def test_download_before_success_is_409(api, template):
     job_id = _create(api, template).json()["id"]  # not run: on-commit callbacks not executed
     response = api.get(f"/api/v1/jobs/{job_id}/download/")

@@ -121,6 +121,80 @@ def test_the_retention_sweep_deletes_only_what_is_past_the_tenants_retention(ten
     assert retention_sweep(now=now) == 0
 
 
+def _links(client, job) -> dict[str, str]:
+    body = client.get(f"/api/v1/jobs/{job.id}/download/").json()
+    return {
+        "video": body["video"]["url"].removeprefix("http://127.0.0.1:8000"),
+        "poster": body["poster"]["url"].removeprefix("http://127.0.0.1:8000"),
+    }
+
+
+def _gone(response) -> tuple:
+    return (response.status_code, response["Content-Type"], response.json()["code"])
+
+
+def test_links_to_a_video_the_tenant_deleted_answer_410_gone(tenant, run_on_commit, client):
+    from rest_framework.test import APIClient
+
+    job = _finished_job(tenant, run_on_commit)
+    admin = APIClient()
+    admin.force_login(factories.make_member(tenant, role="admin"))
+    links = _links(admin, job)
+    assert client.get(links["video"]).status_code == 200
+
+    assert admin.delete(f"/api/v1/jobs/{job.id}/").status_code == 200
+
+    for url in links.values():
+        response = client.get(url)
+        assert _gone(response) == (410, "application/problem+json", "gone")
+        assert response.json()["detail"].startswith("This file was deleted on ")
+        assert client.head(url).status_code == 410
+    api_answer = admin.get(f"/api/v1/jobs/{job.id}/download/")
+    assert (api_answer.status_code, api_answer.json()["code"]) == (410, "gone")
+
+
+def test_links_to_a_video_the_retention_sweep_deleted_answer_410_gone(
+    tenant, run_on_commit, client
+):
+    tenant.retention_days = 7
+    tenant.save()
+    job = _finished_job(tenant, run_on_commit)
+    links = _links(key_client(factories.make_secret_key(tenant)), job)
+    Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=8))
+
+    assert retention_sweep() == 1
+
+    assert [_gone(client.get(url)) for url in links.values()] == [
+        (410, "application/problem+json", "gone")
+    ] * 2
+
+
+def test_a_bad_link_or_a_file_that_was_never_deleted_is_still_404(tenant, run_on_commit, client):
+    from generation import delivery
+
+    job = _finished_job(tenant, run_on_commit)
+    video = _links(key_client(factories.make_secret_key(tenant)), job)["video"]
+    token = video.split("/")[2]
+    never_written = delivery.signed_link(
+        tenant=tenant, key=f"tenants/{tenant.id}/jobs/{job.id}/other.mp4"
+    ).url.removeprefix("http://127.0.0.1:8000")
+    answers = {
+        "tampered": client.get(
+            video.replace(token, token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
+        ),
+        "expired": client.get(
+            delivery.signed_link(
+                tenant=tenant, key=job.video_key, ttl_s=60, now=0
+            ).url.removeprefix("http://127.0.0.1:8000")
+        ),
+        "other name": client.get(video.rsplit("/", 1)[0] + "/poster.jpg"),
+        "never written": client.get(never_written),
+    }
+    assert {name: _gone(r) for name, r in answers.items()} == {
+        name: (404, "application/problem+json", "not_found") for name in answers
+    }
+
+
 # --- S3-compatible storage: a real SeaweedFS S3 gateway on loopback ------------------------------
 
 

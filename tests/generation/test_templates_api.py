@@ -93,3 +93,47 @@ def test_archived_templates_leave_the_list_but_stay_readable(api, tenant):
     assert api.get("/api/v1/templates/").json()["results"] == []
     assert len(api.get("/api/v1/templates/?archived=true").json()["results"]) == 1
     assert api.get(f"/api/v1/templates/{template_id}/").json()["archived_at"] is not None
+
+
+def test_every_template_route_takes_the_slug_as_job_creation_does(api, tenant):
+    created = api.post("/api/v1/templates/", BODY, format="json").json()
+    by_id = f"/api/v1/templates/{created['id']}"
+    by_slug = "/api/v1/templates/honesty-story"
+    values = {"values": {"name": "Ada"}}
+
+    preview = api.post(f"{by_slug}/preview/", values, format="json")
+
+    assert preview.status_code == 200, preview.json()
+    assert preview.json() == api.post(f"{by_id}/preview/", values, format="json").json()
+    assert preview.json()["title"] == "Ada tells the truth"
+    assert api.get(f"{by_slug}/").json()["id"] == created["id"]
+    assert [v["number"] for v in api.get(f"{by_slug}/versions/").json()] == [1]
+    edited = api.patch(f"{by_slug}/", {"duration_s": 3}, format="json")
+    assert (edited.status_code, edited.json()["version"]["number"]) == (200, 2)
+    job = api.post("/api/v1/jobs/", {"template": "honesty-story", **values}, format="json").json()
+    listed = api.get("/api/v1/jobs/", {"template": "honesty-story"}).json()["results"]
+    assert [j["id"] for j in listed] == [job["id"]]
+    assert api.get("/api/v1/jobs/", {"template": "no-such-slug"}).json()["results"] == []
+
+
+def test_another_tenants_slug_is_404_and_changes_nothing(api, other_tenant):
+    from tests import factories
+
+    theirs = factories.make_template(other_tenant, slug="their-story")
+    before = Template.objects.get(pk=theirs.pk).versions.count()
+
+    answers = [
+        api.post("/api/v1/templates/their-story/preview/", {}, format="json"),
+        api.get("/api/v1/templates/their-story/"),
+        api.get("/api/v1/templates/their-story/versions/"),
+        api.patch("/api/v1/templates/their-story/", {"duration_s": 3}, format="json"),
+    ]
+
+    assert [(r.status_code, r.json()["code"]) for r in answers] == [(404, "not_found")] * 4
+    assert Template.objects.get(pk=theirs.pk).versions.count() == before
+    assert api.get("/api/v1/jobs/", {"template": "their-story"}).json()["results"] == []
+    refused = api.get("/api/v1/jobs/", {"template": "no slug!"})
+    assert (refused.status_code, refused.json()["errors"]) == (
+        400,
+        [{"field": "template", "message": "Must be a template id or slug."}],
+    )

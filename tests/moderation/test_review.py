@@ -282,7 +282,18 @@ def test_retrieve_shows_decisions_media_links_and_the_audit_trail(held, console)
     assert [d["stage"] for d in body["decisions"]] == ["text", "frames"]
     assert body["media"]["video"]["url"].startswith("http")
     assert [a["action"] for a in body["audit"]] == ["case_opened"]
-    assert console.get(f"{CASES}999999/").status_code == 404
+    for missing in ("999999", "not-a-number"):
+        response = console.get(f"{CASES}{missing}/")
+        assert (response.status_code, response.json()) == (
+            404,
+            {
+                "type": "about:blank",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "Not found.",
+                "code": "not_found",
+            },
+        )
 
 
 def test_approve_and_reject_through_the_api(held, console, api):
