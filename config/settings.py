@@ -233,6 +233,11 @@ REST_FRAMEWORK = {
         "jobs_create": env_rate("REELCAST_RATE_JOBS_CREATE", "120/min"),
         "anon": env_rate("REELCAST_RATE_ANON", "120/min"),
         "login": env_rate("REELCAST_RATE_LOGIN", "10/min"),
+        # storefront visitor tokens, per publishable key and per key + client address, and
+        # storefront job creates per visitor (see generation/storefront.py)
+        "visitor_tokens_key": env_rate("REELCAST_RATE_VISITOR_TOKENS_KEY", "2000/hour"),
+        "visitor_tokens_address": env_rate("REELCAST_RATE_VISITOR_TOKENS_ADDRESS", "10/hour"),
+        "visitor_jobs": env_rate("REELCAST_RATE_VISITOR_JOBS", "10/hour"),
     },
 }
 # "<router basename>.<action>" -> throttle scope, for views that do not set throttle_scope.
@@ -341,6 +346,7 @@ REELCAST_LIVE_POLL_S = env_float("REELCAST_LIVE_POLL_S", 0.5)
 REELCAST_LIVE_HEARTBEAT_S = env_float("REELCAST_LIVE_HEARTBEAT_S", 15.0)
 REELCAST_LIVE_MAX_S = env_float("REELCAST_LIVE_MAX_S", 900.0)
 REELCAST_JOB_TOKEN_TTL_S = env_int("REELCAST_JOB_TOKEN_TTL_S", 3600)
+REELCAST_VISITOR_TOKEN_TTL_S = env_int("REELCAST_VISITOR_TOKEN_TTL_S", 21600)
 BILLING_USAGE_ALERT_HOOK = "tenants.webhooks.usage_alert_hook"  # usage alerts -> usage.alert
 
 # --- billing and Stripe -----------------------------------------------------------------------

@@ -48,6 +48,7 @@ from generation.prompting import (
 )
 from generation.prompting import StylePreset as StylePresetSpec
 from generation.storage import job_key, put_bytes, tenant_key
+from generation.storefront import storefront_budget_take
 from generation.variables import clean_values, definition_errors, placeholder_errors
 from moderation.services import (
     ContentBlocked,
@@ -614,6 +615,9 @@ def job_create(
     stored: list[str] = []
     try:
         with transaction.atomic():
+            if actor_key is not None and actor_key.is_publishable:
+                # first in the transaction: it locks the key's row (see the function)
+                storefront_budget_take(api_key=actor_key)
             if consent is not None and consent._state.adding:
                 consent.save()  # the person's own consent, given with this request
             job = Job.objects.create(
