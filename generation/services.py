@@ -496,7 +496,8 @@ def job_create(
     """Validate, pin the template version, record the job as queued, and enqueue it on commit.
 
     With an Idempotency-Key the same key and body return the original job; the same key with
-    another body is a 409. Nothing is created when anything is invalid.
+    another body is a 409. Nothing is created when anything is invalid. A publishable key's
+    job is also counted against the key's storefront budget, in the same transaction.
     """
     if idempotency_key:
         existing = _idempotent_hit(tenant, idempotency_key, fingerprint)
