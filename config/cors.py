@@ -37,6 +37,7 @@ _UUID = r"[0-9a-fA-F-]{36}"
 # path -> the methods a storefront may use there
 CORS_PATHS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^/api/v1/embed/templates/[^/]+/$"), ("GET",)),
+    (re.compile(r"^/api/v1/embed/visitor/$"), ("POST",)),
     (re.compile(r"^/api/v1/jobs/$"), ("POST",)),
     (re.compile(rf"^/api/v1/jobs/{_UUID}/$"), ("GET",)),
     (re.compile(rf"^/api/v1/jobs/{_UUID}/events-token/$"), ("POST",)),
@@ -44,7 +45,7 @@ CORS_PATHS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(rf"^/api/v1/jobs/(?P<job_id>{_UUID})/events/$"), ("GET",)),
     (re.compile(r"^/dl/(?P<token>[^/]+)/[^/]+$"), ("GET", "HEAD")),
 )
-ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Reelcast-Visitor"
 DOWNLOAD_ALLOW_HEADERS = "Range"
 EXPOSE_HEADERS = "Retry-After, X-Request-ID"
 DOWNLOAD_EXPOSE_HEADERS = "Content-Range, Accept-Ranges, Content-Length"

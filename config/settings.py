@@ -237,6 +237,11 @@ REST_FRAMEWORK = {
         "jobs_create": env_rate("REELCAST_RATE_JOBS_CREATE", "120/min"),
         "anon": env_rate("REELCAST_RATE_ANON", "120/min"),
         "login": env_rate("REELCAST_RATE_LOGIN", "10/min"),
+        # storefront visitor tokens, per publishable key and per key + client address, and
+        # storefront job creates per visitor (see generation/storefront.py)
+        "visitor_tokens_key": env_rate("REELCAST_RATE_VISITOR_TOKENS_KEY", "2000/hour"),
+        "visitor_tokens_address": env_rate("REELCAST_RATE_VISITOR_TOKENS_ADDRESS", "10/hour"),
+        "visitor_jobs": env_rate("REELCAST_RATE_VISITOR_JOBS", "10/hour"),
     },
 }
 # "<router basename>.<action>" -> throttle scope, for views that do not set throttle_scope.
@@ -362,6 +367,7 @@ REELCAST_LIVE_STREAMS_PER_PROCESS = env_int("REELCAST_LIVE_STREAMS_PER_PROCESS",
 REELCAST_LIVE_STREAMS_PER_JOB = env_int("REELCAST_LIVE_STREAMS_PER_JOB", 3)
 REELCAST_LIVE_STREAMS_PER_ADDRESS = env_int("REELCAST_LIVE_STREAMS_PER_ADDRESS", 10)
 REELCAST_LIVE_MAX_STREAMS = env_int("REELCAST_LIVE_MAX_STREAMS", 500)
+REELCAST_VISITOR_TOKEN_TTL_S = env_int("REELCAST_VISITOR_TOKEN_TTL_S", 21600)
 BILLING_USAGE_ALERT_HOOK = "tenants.webhooks.usage_alert_hook"  # usage alerts -> usage.alert
 
 # --- billing and Stripe -----------------------------------------------------------------------

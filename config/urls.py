@@ -14,7 +14,7 @@ from config.problems import NOT_FOUND_DETAIL, problem_response
 from generation import live
 from generation import views as generation_views
 from generation.api import BrandKitViewSet, JobViewSet, TemplateViewSet
-from generation.embed_api import EmbedTemplateViewSet
+from generation.embed_api import EmbedTemplateViewSet, EmbedVisitorViewSet
 from generation.personalisation_api import BatchViewSet, ConsentViewSet, StylePresetViewSet
 from tenants.api import ApiKeyViewSet
 
@@ -27,6 +27,7 @@ router.register("consents", ConsentViewSet, basename="consent")
 router.register("style-presets", StylePresetViewSet, basename="style-preset")
 router.register("batches", BatchViewSet, basename="batch")
 router.register("embed/templates", EmbedTemplateViewSet, basename="embed-template")
+router.register("embed/visitor", EmbedVisitorViewSet, basename="embed-visitor")
 
 
 urlpatterns = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import hashlib
 
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
@@ -18,9 +19,12 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from config.api import CreatedCursorPagination, StrictSerializer
-from generation import live, selectors, services
+from config.problems import Problem
+from generation import live, selectors, services, storefront
 from generation.delivery import signed_link
+from generation.embed_api import EmbedJobSerializer
 from generation.models import BrandKit, DeletionReceipt, Job, JobState, Priority, Template
+from moderation.services import ContentBlocked
 from tenants.models import Role
 from tenants.scoping import TenantScopedViewSet
 
@@ -476,6 +480,27 @@ def _parse_filters(params) -> selectors.JobFilters:
     )
 
 
+def _storefront_blocked(blocked: ContentBlocked) -> Problem:
+    """The 422 a storefront caller sees: the rules its own values matched, and for a match in
+    the compiled prompt or title only that the combination is not allowed (an excerpt there
+    would quote the shop's prompt)."""
+    errors = []
+    for error in blocked.errors:
+        if error.get("field", "").startswith("values."):
+            errors.append(error)
+        else:
+            errors.append(
+                {
+                    "field": "",
+                    "message": "What you entered is not allowed with this template.",
+                    "category": error.get("category", ""),
+                }
+            )
+    return Problem(
+        blocked.detail, code="content_blocked", status_code=blocked.status_code, errors=errors
+    )
+
+
 class JobViewSet(TenantScopedViewSet):
     """Jobs: create (with `Idempotency-Key`), get, list, cancel, and signed downloads."""
 
@@ -536,8 +561,18 @@ class JobViewSet(TenantScopedViewSet):
         page = self.paginate_queryset(jobs)
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
+    def _job_data(self, job: Job) -> dict:
+        # A publishable key's caller is anyone: it gets the embed view, never the internals.
+        if self.tenant_context.is_publishable:
+            return EmbedJobSerializer(job).data
+        return JobSerializer(job).data
+
+    @extend_schema(
+        responses={200: JobSerializer},
+        description="With a publishable key the answer is the embed view (EmbedJob).",
+    )
     def retrieve(self, request, pk=None):
-        return Response(JobSerializer(self.get_object()).data)
+        return Response(self._job_data(self.get_object()))
 
     @extend_schema(
         request=JobCreateSerializer,
@@ -553,7 +588,17 @@ class JobViewSet(TenantScopedViewSet):
         ],
     )
     def create(self, request):
+        """A publishable key must send a visitor token (``X-Reelcast-Visitor``) and may set only
+        the template, its public variables and the shopper's own consent (see
+        generation/storefront.py); its answer is the embed view of the job."""
         context = self.tenant_context
+        visitor = None
+        if context.is_publishable:
+            visitor = storefront.visitor_from_token(
+                token=request.headers.get(storefront.VISITOR_HEADER, "").strip(),
+                api_key=context.api_key,
+                origin=request.headers.get("Origin", ""),
+            )
         body = JobCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -561,46 +606,65 @@ class JobViewSet(TenantScopedViewSet):
         key = request.headers.get("Idempotency-Key", "").strip() or None
         if key is not None and len(key) > 255:
             raise ValidationError({"Idempotency-Key": "At most 255 characters."})
-        created = services.job_create(
-            tenant=context.tenant,
-            request=services.JobRequest(
-                template=template,
-                values=data.get("values") or {},
-                version_number=data.get("template_version"),
-                model=data.get("model"),
-                width=data.get("width"),
-                height=data.get("height"),
-                fps=data.get("fps"),
-                duration_s=data.get("duration_s"),
-                seed=data.get("seed"),
-                end_user=data.get("end_user", ""),
-                consent=data.get("consent"),
-                # a shopper waiting in a storefront goes ahead of back-office work
-                priority=Priority.INTERACTIVE if context.is_publishable else Priority.STANDARD,
-            ),
-            actor_user=context.user,
-            actor_key=context.api_key,
-            idempotency_key=key,
-            fingerprint=services.request_fingerprint(request.data),
-        )
+        end_user = data.get("end_user", "")
+        if visitor is not None:
+            version = selectors.template_latest_version(template=template)
+            public = {v["name"] for v in (version.variables if version else []) if v.get("public")}
+            refused = storefront.storefront_request_errors(
+                body=request.data, public_variables=public
+            )
+            if refused:
+                raise ValidationError(refused)
+            storefront.visitor_job_take(api_key=context.api_key, visitor=visitor)
+            end_user = visitor
+            if key is not None:  # one visitor's key never replays another's (or a server's) job
+                key = f"sf:{visitor}:{hashlib.sha256(key.encode()).hexdigest()}"
+        try:
+            created = services.job_create(
+                tenant=context.tenant,
+                request=services.JobRequest(
+                    template=template,
+                    values=data.get("values") or {},
+                    version_number=data.get("template_version"),
+                    model=data.get("model"),
+                    width=data.get("width"),
+                    height=data.get("height"),
+                    fps=data.get("fps"),
+                    duration_s=data.get("duration_s"),
+                    seed=data.get("seed"),
+                    end_user=end_user,
+                    consent=data.get("consent"),
+                    # a shopper waiting in a storefront goes ahead of back-office work
+                    priority=Priority.INTERACTIVE if context.is_publishable else Priority.STANDARD,
+                ),
+                actor_user=context.user,
+                actor_key=context.api_key,
+                idempotency_key=key,
+                fingerprint=services.request_fingerprint(request.data),
+            )
+        except ContentBlocked as blocked:
+            if visitor is None:
+                raise
+            raise _storefront_blocked(blocked) from None
         code = status.HTTP_200_OK if created.replayed else status.HTTP_201_CREATED
-        return Response(JobSerializer(created.job).data, status=code)
+        return Response(self._job_data(created.job), status=code)
 
     def _template_for(self, ref: str) -> Template:
         context = self.tenant_context
-        template = template_for(context.tenant, ref)
-        if context.is_publishable:
-            key = context.api_key
-            if str(template.id) not in key.allowed_template_ids:
-                raise PermissionDenied(
-                    "This publishable key may not use that template.", code="template_not_allowed"
-                )
-            origin = self.request.headers.get("Origin", "")
-            if origin not in key.allowed_origins:
-                raise PermissionDenied(
-                    "This publishable key is not allowed from this origin.",
-                    code="origin_not_allowed",
-                )
+        if not context.is_publishable:
+            return template_for(context.tenant, ref)
+        try:
+            template = template_for(context.tenant, ref)
+        except ValidationError:
+            template = None
+        key = context.api_key
+        # a template that does not exist gets the same answer as one the key does not name, so
+        # a storefront caller cannot probe the tenant's other templates by slug
+        if template is None or str(template.id) not in key.allowed_template_ids:
+            raise PermissionDenied(
+                "This publishable key may not use that template.", code="template_not_allowed"
+            )
+        # (the origin was checked in initial())
         return template
 
     @extend_schema(request=None, responses={200: JobSerializer})

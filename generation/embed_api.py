@@ -11,6 +11,10 @@ the origins it names (``allowed_origins``); anything else is a 404, exactly like
 that does not exist, so the endpoint cannot be used to discover a tenant's other templates.
 A secret key or a signed-in member may read any of the tenant's live templates (to preview
 what the widget will show).
+
+Also here: ``POST /api/v1/embed/visitor/`` (a visitor token for the widget, see
+generation/storefront.py) and the embed view of a job, the only job shape a publishable key
+ever receives.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
-from generation import selectors
+from config.security import client_ip
+from generation import selectors, storefront
 from generation.delivery import signed_link
-from generation.models import Template, TemplateVersion
-from tenants.models import Role
+from generation.models import Job, JobState, Template, TemplateVersion
+from tenants.models import ApiKey, Role
 from tenants.scoping import TenantScopedViewSet
 
 # The parts of a variable definition a form needs; anything else in it stays private.
@@ -148,3 +153,109 @@ class EmbedTemplateViewSet(TenantScopedViewSet):
                 "poster": poster,
             }
         )
+
+
+# --- visitor tokens -------------------------------------------------------------------------------
+
+VisitorTokenSerializer = inline_serializer(
+    "EmbedVisitorToken",
+    {"token": serializers.CharField(), "expires_in_s": serializers.IntegerField()},
+)
+
+
+class EmbedVisitorViewSet(TenantScopedViewSet):
+    """``POST /api/v1/embed/visitor/``: a signed visitor token for one shopper's session.
+
+    Publishable keys only, from an origin the key lists. The token names the key, the origin
+    and a new visitor id; send it as ``X-Reelcast-Visitor`` with every job create.
+    """
+
+    model = ApiKey
+    min_roles = {"create": Role.OWNER}
+    publishable_actions = ("create",)
+    allow_secret_keys = False
+
+    @extend_schema(request=None, responses={201: VisitorTokenSerializer})
+    def create(self, request):
+        context = self.tenant_context
+        if not context.is_publishable:
+            raise PermissionDenied(
+                "Visitor tokens are for publishable keys.", code="publishable_key_only"
+            )
+        key = context.api_key
+        origin = request.headers.get("Origin", "")
+        if origin == "null" or origin not in key.allowed_origins:
+            raise PermissionDenied(
+                "This publishable key is not allowed from this origin.", code="origin_not_allowed"
+            )
+        issued = storefront.visitor_token_issue(
+            api_key=key, origin=origin, client_address=client_ip(request)
+        )
+        return Response({"token": issued.token, "expires_in_s": issued.expires_in_s}, status=201)
+
+
+# --- the embed view of a job ----------------------------------------------------------------------
+
+# A public sentence per failure, so no internal message (a backend's exception, a moderation
+# summary naming the template's words) ever reaches a shopper's browser.
+PUBLIC_ERROR_REASONS = {
+    "content_blocked": "The video did not pass the content checks.",
+    "moderation_rejected": "The video did not pass the content checks.",
+}
+DEFAULT_ERROR_REASON = "The video could not be made."
+
+EmbedLinkSerializer = inline_serializer(
+    "EmbedLink",
+    {"url": serializers.URLField(), "expires_at": serializers.DateTimeField()},
+    allow_null=True,
+)
+
+
+class EmbedJobSerializer(serializers.Serializer):
+    """A job as a storefront sees it: where it is, and the video once it is ready. Nothing of
+    the template's internals (prompts, shots, model, seed, values, tags, the end user)."""
+
+    id = serializers.UUIDField()
+    template = serializers.UUIDField(source="template_id")
+    state = serializers.CharField()
+    progress = serializers.IntegerField()
+    queue_position = serializers.SerializerMethodField()
+    eta_s = serializers.FloatField(allow_null=True)
+    error = serializers.SerializerMethodField()
+    video = serializers.SerializerMethodField()
+    poster = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_queue_position(self, job: Job) -> int | None:
+        return selectors.queue_position(job=job)
+
+    @extend_schema_field(
+        inline_serializer(
+            "EmbedJobError",
+            {"code": serializers.CharField(), "reason": serializers.CharField()},
+            allow_null=True,
+        )
+    )
+    def get_error(self, job: Job) -> dict | None:
+        if not job.error_code:
+            return None
+        return {
+            "code": job.error_code,
+            "reason": PUBLIC_ERROR_REASONS.get(job.error_code, DEFAULT_ERROR_REASON),
+        }
+
+    def _link(self, job: Job, key: str) -> dict | None:
+        ready = job.state == JobState.SUCCEEDED and job.files_deleted_at is None
+        if not ready or not key:
+            return None
+        link = signed_link(tenant=job.tenant, key=key)
+        return {"url": link.url, "expires_at": link.expires_at}
+
+    @extend_schema_field(EmbedLinkSerializer)
+    def get_video(self, job: Job) -> dict | None:
+        return self._link(job, job.video_key)
+
+    @extend_schema_field(EmbedLinkSerializer)
+    def get_poster(self, job: Job) -> dict | None:
+        return self._link(job, job.poster_key)

@@ -53,6 +53,7 @@ from generation.prompting import (
 )
 from generation.prompting import StylePreset as StylePresetSpec
 from generation.storage import job_key, put_bytes, tenant_key
+from generation.storefront import storefront_budget_take
 from generation.variables import clean_values, definition_errors, placeholder_errors
 from moderation.services import (
     ContentBlocked,
@@ -515,7 +516,8 @@ def job_create(
     finishes (``billing.services.quota_admit``, ``reservation_hold``).
 
     With an Idempotency-Key the same key and body return the original job; the same key with
-    another body is a 409. Nothing is created when anything is invalid.
+    another body is a 409. Nothing is created when anything is invalid. A publishable key's
+    job is also counted against the key's storefront budget, in the same transaction.
     """
     if idempotency_key:
         existing = _idempotent_hit(tenant, idempotency_key, fingerprint)
@@ -629,6 +631,9 @@ def job_create(
     stored: list[str] = []
     try:
         with transaction.atomic():
+            if actor_key is not None and actor_key.is_publishable:
+                # first in the transaction: it locks the key's row (see the function)
+                storefront_budget_take(api_key=actor_key)
             # Plan limits, suspension, hard caps, backlog and storefront quotas (402 / 429 with
             # reasons), checked under the tenant's admission lock before anything is written,
             # and counted again by the next admission only once this one commits: checked

@@ -20,6 +20,8 @@ class ApiKeySerializer(serializers.Serializer):
     prefix = serializers.CharField()
     allowed_origins = serializers.ListField(child=serializers.CharField())
     allowed_template_ids = serializers.ListField(child=serializers.CharField())
+    storefront_jobs_per_hour = serializers.IntegerField(allow_null=True)
+    storefront_jobs_per_day = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
@@ -34,8 +36,29 @@ class ApiKeyCreateSerializer(StrictSerializer):
     allowed_template_ids = serializers.ListField(
         child=serializers.UUIDField(), required=False, max_length=100
     )
+    storefront_jobs_per_hour = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=1_000_000,
+        help_text="Publishable keys: jobs the storefront may create in any rolling hour "
+        "(null: no limit). Over it, 429 storefront_budget_exceeded.",
+    )
+    storefront_jobs_per_day = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=10_000_000,
+        help_text="Publishable keys: jobs the storefront may create in any rolling 24 hours "
+        "(null: no limit).",
+    )
 
     def validate(self, attrs):
+        budget = {"storefront_jobs_per_hour", "storefront_jobs_per_day"} & set(attrs)
+        if attrs["kind"] != ApiKey.Kind.PUBLISHABLE and budget:
+            raise serializers.ValidationError(
+                {name: "Only a publishable key has a storefront budget." for name in budget}
+            )
         if attrs["kind"] == ApiKey.Kind.PUBLISHABLE:
             if not attrs.get("allowed_origins") or not attrs.get("allowed_template_ids"):
                 raise serializers.ValidationError(
@@ -50,6 +73,25 @@ class ApiKeyCreateSerializer(StrictSerializer):
         return attrs
 
 
+class StorefrontBudgetSerializer(StrictSerializer):
+    storefront_jobs_per_hour = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=1_000_000,
+        help_text="Publishable keys: jobs the storefront may create in any rolling hour "
+        "(null: no limit). Over it, 429 storefront_budget_exceeded.",
+    )
+    storefront_jobs_per_day = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=10_000_000,
+        help_text="Publishable keys: jobs the storefront may create in any rolling 24 hours "
+        "(null: no limit).",
+    )
+
+
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """API keys: list, create (the key is in the response once), revoke."""
 
@@ -62,6 +104,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         "retrieve": Role.ADMIN,
         "create": Role.ADMIN,
         "revoke": Role.ADMIN,
+        "partial_update": Role.ADMIN,
     }
 
     @extend_schema(
@@ -98,11 +141,31 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             created_by=self.tenant_context.user,
             allowed_origins=data.get("allowed_origins"),
             allowed_template_ids=template_ids,
+            storefront_jobs_per_hour=data.get("storefront_jobs_per_hour"),
+            storefront_jobs_per_day=data.get("storefront_jobs_per_day"),
         )
         return Response(
             {"key": issued.raw_key, "api_key": ApiKeySerializer(issued.api_key).data},
             status=status.HTTP_201_CREATED,
         )
+
+    @extend_schema(request=StorefrontBudgetSerializer, responses={200: ApiKeySerializer})
+    def partial_update(self, request, pk=None):
+        """Change a publishable key's storefront budget (the only thing a key lets change)."""
+        api_key = self.get_object()
+        body = StorefrontBudgetSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if not api_key.is_publishable:
+            raise serializers.ValidationError(
+                {"kind": "Only a publishable key has a storefront budget."}
+            )
+        data = body.validated_data
+        api_key = services.apikey_set_storefront_budget(
+            api_key=api_key,
+            jobs_per_hour=data.get("storefront_jobs_per_hour", api_key.storefront_jobs_per_hour),
+            jobs_per_day=data.get("storefront_jobs_per_day", api_key.storefront_jobs_per_day),
+        )
+        return Response(ApiKeySerializer(api_key).data)
 
     @extend_schema(request=None, responses={200: ApiKeySerializer})
     @action(detail=True, methods=["post"])

@@ -143,7 +143,9 @@ class ApiKey(TenantOwnedModel):
 
     The key itself is shown once at creation; only its SHA-256 is stored, found through the
     unique ``prefix`` (the first characters of the key). A publishable key may only create jobs
-    from ``allowed_template_ids`` and only from ``allowed_origins``.
+    from ``allowed_template_ids`` and only from ``allowed_origins``, and at most
+    ``storefront_jobs_per_hour`` / ``storefront_jobs_per_day`` of them in any rolling hour / day
+    (empty: no storefront budget; the plan's quotas still apply).
     """
 
     class Kind(models.TextChoices):
@@ -157,6 +159,18 @@ class ApiKey(TenantOwnedModel):
     key_hash = models.CharField(max_length=64)
     allowed_origins = models.JSONField(default=list, blank=True)
     allowed_template_ids = models.JSONField(default=list, blank=True)
+    storefront_jobs_per_hour = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Publishable keys: jobs this key may create in any rolling hour; empty is "
+        "no limit.",
+    )
+    storefront_jobs_per_day = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Publishable keys: jobs this key may create in any rolling 24 hours; empty is "
+        "no limit.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

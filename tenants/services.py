@@ -265,6 +265,8 @@ def apikey_create(
     created_by: AbstractBaseUser | None = None,
     allowed_origins: list[str] | None = None,
     allowed_template_ids: list[str] | None = None,
+    storefront_jobs_per_hour: int | None = None,
+    storefront_jobs_per_day: int | None = None,
 ) -> IssuedKey:
     """Mint a key; only its hash and prefix are kept."""
     kind = ApiKey.Kind(kind)
@@ -282,6 +284,8 @@ def apikey_create(
                     created_by=created_by,
                     allowed_origins=list(allowed_origins or []),
                     allowed_template_ids=[str(t) for t in allowed_template_ids or []],
+                    storefront_jobs_per_hour=storefront_jobs_per_hour,
+                    storefront_jobs_per_day=storefront_jobs_per_day,
                 )
             return IssuedKey(api_key=api_key, raw_key=raw)
         except IntegrityError:  # prefix collision: astronomically rare, try another key
@@ -297,6 +301,19 @@ def apikey_origin_add(*, api_key: ApiKey, origin: str) -> ApiKey:
         if origin not in api_key.allowed_origins:
             api_key.allowed_origins = [*api_key.allowed_origins, origin]
             api_key.save(update_fields=["allowed_origins"])
+    return api_key
+
+
+def apikey_set_storefront_budget(
+    *, api_key: ApiKey, jobs_per_hour: int | None, jobs_per_day: int | None
+) -> ApiKey:
+    """Set a publishable key's storefront budget (None: no limit in that window); the next
+    job create reads it from the locked row, so it applies at once."""
+    if not api_key.is_publishable:
+        raise ValueError("only a publishable key has a storefront budget")
+    api_key.storefront_jobs_per_hour = jobs_per_hour
+    api_key.storefront_jobs_per_day = jobs_per_day
+    api_key.save(update_fields=["storefront_jobs_per_hour", "storefront_jobs_per_day"])
     return api_key
 
 

@@ -60,6 +60,9 @@ DELIVERY_STATUS_LABELS = {
 }
 DELIVERY_LOG_ROWS = 100
 MAX_ORIGINS = 20
+# What a new publishable key's form suggests; the admin may clear either for no limit.
+DEFAULT_STOREFRONT_JOBS_PER_HOUR = 50
+DEFAULT_STOREFRONT_JOBS_PER_DAY = 500
 
 View = Callable[..., HttpResponse]
 
@@ -191,6 +194,28 @@ class ApiKeyForm(forms.Form):
         help_text=gettext_lazy("Publishable keys only: the templates the storefront may use."),
     )
 
+    storefront_jobs_per_hour = forms.IntegerField(
+        label=gettext_lazy("Storefront budget: videos per hour"),
+        required=False,
+        min_value=0,
+        max_value=1_000_000,
+        initial=DEFAULT_STOREFRONT_JOBS_PER_HOUR,
+        help_text=gettext_lazy(
+            "Publishable keys only: at most this many videos in any hour, whoever asks. "
+            "Empty: no limit."
+        ),
+    )
+    storefront_jobs_per_day = forms.IntegerField(
+        label=gettext_lazy("Storefront budget: videos per day"),
+        required=False,
+        min_value=0,
+        max_value=10_000_000,
+        initial=DEFAULT_STOREFRONT_JOBS_PER_DAY,
+        help_text=gettext_lazy(
+            "Publishable keys only: at most this many videos in any 24 hours. Empty: no limit."
+        ),
+    )
+
     def __init__(self, *args: Any, templates: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["allowed_templates"].choices = templates
@@ -217,9 +242,21 @@ class ApiKeyForm(forms.Form):
                     "allowed_templates",
                     gettext("A publishable key needs at least one template."),
                 )
-        else:  # a secret key is not limited by origin or template
+        else:  # a secret key is not limited by origin, template or storefront budget
             data["allowed_origins"], data["allowed_templates"] = [], []
+            data["storefront_jobs_per_hour"] = data["storefront_jobs_per_day"] = None
         return data
+
+
+class StorefrontBudgetForm(forms.Form):
+    """A publishable key's storefront budget, changed from the keys page."""
+
+    storefront_jobs_per_hour = forms.IntegerField(
+        label=gettext_lazy("Per hour"), required=False, min_value=0, max_value=1_000_000
+    )
+    storefront_jobs_per_day = forms.IntegerField(
+        label=gettext_lazy("Per day"), required=False, min_value=0, max_value=10_000_000
+    )
 
 
 def _template_choices(membership: Membership) -> list[tuple[str, str]]:
@@ -267,6 +304,8 @@ def keys(request: HttpRequest, membership: Membership) -> HttpResponse:
         created_by=request.user,
         allowed_origins=data["allowed_origins"],
         allowed_template_ids=data["allowed_templates"],
+        storefront_jobs_per_hour=data["storefront_jobs_per_hour"],
+        storefront_jobs_per_day=data["storefront_jobs_per_day"],
     )
     response = _page(
         request,
@@ -280,6 +319,32 @@ def keys(request: HttpRequest, membership: Membership) -> HttpResponse:
         status=201,
     )
     return _shown_once(response)
+
+
+@require_POST
+@_admins_only
+def key_budget(request: HttpRequest, membership: Membership, key_id: str) -> HttpResponse:
+    """Change a publishable key's storefront budget."""
+    api_key = apikey_list(tenant=membership.tenant).filter(pk=key_id).first()
+    if api_key is None or not api_key.is_publishable:
+        raise Http404("No such publishable key.")
+    form = StorefrontBudgetForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request,
+            gettext("The budget must be a whole number of videos, 0 or more, or empty."),
+        )
+        return redirect("account-keys")
+    services.apikey_set_storefront_budget(
+        api_key=api_key,
+        jobs_per_hour=form.cleaned_data["storefront_jobs_per_hour"],
+        jobs_per_day=form.cleaned_data["storefront_jobs_per_day"],
+    )
+    messages.success(
+        request,
+        gettext("The storefront budget of key %(prefix)s… is saved.") % {"prefix": api_key.prefix},
+    )
+    return redirect("account-keys")
 
 
 @require_POST

@@ -7,6 +7,7 @@ from tenants import views
 urlpatterns = [
     path("keys/", views.keys, name="account-keys"),
     path("keys/<uuid:key_id>/revoke/", views.key_revoke, name="account-key-revoke"),
+    path("keys/<uuid:key_id>/budget/", views.key_budget, name="account-key-budget"),
     path("webhooks/", views.webhook_list, name="account-webhooks"),
     path("webhooks/<uuid:endpoint_id>/", views.webhook_detail, name="account-webhook"),
     path(

@@ -66,6 +66,16 @@ def key_client(raw_key: str, **headers: str) -> APIClient:
     return client
 
 
+def visitor_client(raw_key: str, origin: str, **headers: str) -> APIClient:
+    """A storefront's client, as the widget is: the publishable key from ``origin`` with a
+    visitor token it asked for first (``X-Reelcast-Visitor``)."""
+    response = key_client(raw_key, HTTP_ORIGIN=origin, **headers).post("/api/v1/embed/visitor/")
+    assert response.status_code == 201, response.content
+    return key_client(
+        raw_key, HTTP_ORIGIN=origin, HTTP_X_REELCAST_VISITOR=response.json()["token"], **headers
+    )
+
+
 @pytest.fixture
 def api(tenant) -> APIClient:
     """A client authenticated with a secret key of ``tenant``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import threading
 import urllib.error
@@ -19,10 +20,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core import signing
 from PIL import Image
 
 from generation.models import ConsentRecord, Job, Priority
 from generation.services import JobRequest, job_create
+from generation.storefront import VISITOR_SALT, visitor_token_issue
 from tenants.services import apikey_create
 from tests import factories
 from tests.e2e.conftest import screenshot
@@ -201,7 +204,9 @@ def test_the_widget_on_a_shops_page_makes_a_try_on_video(
             }""",
             timeout=30_000,
         )
-        end_user = page.evaluate("localStorage.getItem('reelcast.end_user')")
+        kept = page.evaluate(
+            f"JSON.parse(sessionStorage.getItem('reelcast.visitor.{key.raw_key[:12]}'))"
+        )
         layout = page.evaluate(
             """() => {
                 const host = document.querySelector('.reelcast-widget');
@@ -222,7 +227,9 @@ def test_the_widget_on_a_shops_page_makes_a_try_on_video(
     consent = ConsentRecord.objects.get(pk=job.consent_id)
     assert job.state == "succeeded"
     assert job.created_by_key_id == key.api_key.id
-    assert end_user.startswith("w_") and job.end_user == end_user
+    # the visitor the server signed into the token the widget kept is the job's end user
+    end_user = signing.loads(kept["value"], salt=VISITOR_SALT)["v"]
+    assert end_user.startswith("v_") and job.end_user == end_user
     assert job.has_photo is True
     assert job.values["shopper"] == "Ana" and job.values["scene"] == "Central Park in the snow"
     assert (consent.consented_by, consent.relationship, consent.subject_ref) == (
@@ -298,23 +305,28 @@ def test_a_shopper_over_their_daily_quota_is_told_when_to_come_back(
     call_command("seed_plans")
     Plan.objects.filter(slug="shop").update(end_user_jobs_per_day=1)
     subscription_assign(tenant=storefront["shop"], plan=Plan.objects.get(slug="shop"))
-    shopper = "w_0123456789abcdef0123456789abcdef"
-    job_create(
-        tenant=storefront["shop"],
-        request=JobRequest(
-            template=storefront["template"],
-            values={"photo": "data:image/png;base64," + base64.b64encode(_png()).decode()},
-            end_user=shopper,
-            consent={"consented_by": "Ana Lima"},
-        ),
-    )
-    page.add_init_script(f"localStorage.setItem('reelcast.end_user', '{shopper}');")
     photo = tmp_path / "me.png"
     photo.write_bytes(_png())
     shop_page: dict[str, str] = {}
 
     with shop_site(shop_page) as origin:
         key = storefront["key_for"](origin)
+        # this tab already holds a visitor token, and that visitor made today's video
+        issued = visitor_token_issue(api_key=key.api_key, origin=origin, client_address="x")
+        shopper = signing.loads(issued.token, salt=VISITOR_SALT)["v"]
+        job_create(
+            tenant=storefront["shop"],
+            request=JobRequest(
+                template=storefront["template"],
+                values={"photo": "data:image/png;base64," + base64.b64encode(_png()).decode()},
+                end_user=shopper,
+                consent={"consented_by": "Ana Lima"},
+            ),
+        )
+        kept = json.dumps({"value": issued.token, "until": 4102444800000})
+        page.add_init_script(
+            f"sessionStorage.setItem('reelcast.visitor.{key.raw_key[:12]}', '{kept}');"
+        )
         shop_page["html"] = SHOP_PAGE.format(api=live_server.url, key=key.raw_key)
         page.goto(f"{origin}/")
         _widget(page, "input[type=file]").set_input_files(str(photo))

@@ -23,7 +23,7 @@ from generation.services import JobRequest, job_create, template_archive
 from generation.storage import put_bytes, tenant_key
 from tenants.services import apikey_create, apikey_revoke
 from tests import factories
-from tests.conftest import key_client
+from tests.conftest import key_client, visitor_client
 
 pytestmark = pytest.mark.django_db
 
@@ -102,15 +102,15 @@ def issued(shop, coat):
 
 @pytest.fixture
 def storefront(issued):
-    """The widget as the browser runs it: the publishable key, from the shop's origin."""
-    return key_client(issued.raw_key, HTTP_ORIGIN=SHOP)
+    """The widget as the browser runs it: the publishable key, from the shop's origin, with
+    the visitor token it asked for."""
+    return visitor_client(issued.raw_key, SHOP)
 
 
 def _job_body(**overrides):
     return {
         "template": "hudson-coat",
         "values": {"photo": _png_data_url(), "shopper": "Ana"},
-        "end_user": "w_0123456789abcdef",
         "consent": {"consented_by": "Ana Lima", "subject_name": "Ana Lima"},
         **overrides,
     }
@@ -286,6 +286,7 @@ def test_a_publishable_key_still_cannot_read_the_full_template(storefront, coat)
     ("path", "method"),
     [
         ("/api/v1/embed/templates/hudson-coat/", "GET"),
+        ("/api/v1/embed/visitor/", "POST"),
         ("/api/v1/jobs/", "POST"),
         ("/api/v1/jobs/3f1c2a9e-8d7b-4c6a-9e5f-0a1b2c3d4e5f/", "GET"),
         ("/api/v1/jobs/3f1c2a9e-8d7b-4c6a-9e5f-0a1b2c3d4e5f/events-token/", "POST"),
@@ -307,7 +308,7 @@ def test_a_preflight_from_an_origin_a_key_lists_names_that_origin_exactly(
     assert response["Access-Control-Allow-Origin"] == SHOP
     assert response["Access-Control-Allow-Methods"] == f"{method}, OPTIONS"
     assert response["Access-Control-Allow-Headers"] == (
-        "Authorization, Content-Type, Idempotency-Key"
+        "Authorization, Content-Type, Idempotency-Key, X-Reelcast-Visitor"
     )
     assert response["Access-Control-Max-Age"] == "600"
     assert "Access-Control-Allow-Credentials" not in response
@@ -373,11 +374,8 @@ def test_the_widgets_calls_carry_the_exact_origin_from_a_listed_origin(storefron
         assert "Access-Control-Allow-Credentials" not in response
         assert "origin" in _vary(response)
     job = Job.objects.get(pk=job_id)
-    assert (job.end_user, job.has_photo, job.created_by_key_id) == (
-        "w_0123456789abcdef",
-        True,
-        issued.api_key.id,
-    )
+    assert re.fullmatch(r"v_[0-9a-f]{32}", job.end_user)  # the visitor the token names
+    assert (job.has_photo, job.created_by_key_id) == (True, issued.api_key.id)
     assert ConsentRecord.objects.get(pk=job.consent_id).consented_by == "Ana Lima"
 
 
@@ -387,7 +385,7 @@ def test_the_same_key_from_an_unlisted_origin_is_refused_and_gets_no_cors_header
     job_id = storefront.post("/api/v1/jobs/", _job_body(), format="json").json()["id"]
     evil = key_client(issued.raw_key, HTTP_ORIGIN=ELSEWHERE)
 
-    created = evil.post("/api/v1/jobs/", _job_body(end_user="w_other"), format="json")
+    created = evil.post("/api/v1/jobs/", _job_body(), format="json")
     read = evil.get(f"/api/v1/jobs/{job_id}/")
     token = evil.post(f"/api/v1/jobs/{job_id}/events-token/")
     download = evil.get(f"/api/v1/jobs/{job_id}/download/")
@@ -518,18 +516,21 @@ def test_a_signed_download_names_an_origin_of_the_owning_tenants_keys(issued, sh
 # --- the per-shopper quota -----------------------------------------------------------------
 
 
-def test_each_shopper_has_their_own_daily_quota_and_the_refusal_is_readable(storefront, shop, coat):
+def test_each_shopper_has_their_own_daily_quota_and_the_refusal_is_readable(
+    storefront, issued, shop, coat
+):
     call_command("seed_plans")
     Plan.objects.filter(slug="shop").update(end_user_jobs_per_day=1)
     subscription_assign(tenant=shop, plan=Plan.objects.get(slug="shop"))
+    someone = visitor_client(issued.raw_key, SHOP)
 
-    first = storefront.post("/api/v1/jobs/", _job_body(end_user="w_ana"), format="json")
-    second = storefront.post("/api/v1/jobs/", _job_body(end_user="w_ana"), format="json")
-    someone_else = storefront.post("/api/v1/jobs/", _job_body(end_user="w_bo"), format="json")
+    first = storefront.post("/api/v1/jobs/", _job_body(), format="json")
+    second = storefront.post("/api/v1/jobs/", _job_body(), format="json")
+    someone_else = someone.post("/api/v1/jobs/", _job_body(), format="json")
 
     assert (first.status_code, second.status_code, someone_else.status_code) == (201, 429, 201)
     assert second.json()["code"] == "end_user_quota_exceeded"
     assert int(second["Retry-After"]) > 0
     assert second["Access-Control-Allow-Origin"] == SHOP
     assert "Retry-After" in second["Access-Control-Expose-Headers"]
-    assert sorted(Job.objects.values_list("end_user", flat=True)) == ["w_ana", "w_bo"]
+    assert len(set(Job.objects.values_list("end_user", flat=True))) == 2

@@ -217,12 +217,15 @@ def test_the_api_poll_shows_eta_and_position(api, tenant, history):
     first = _queue(tenant, history)
     second = _queue(tenant, history)
 
+    before = timezone.now()
     body = api.get(f"/api/v1/jobs/{second.id}/").json()
+    after = timezone.now()
 
     assert body["queue_position"] == 1
     assert body["eta_s"] == 134.0
+    # eta_at is the server's clock during the request plus eta_s
     eta_at = datetime.fromisoformat(body["eta_at"])
-    assert timedelta(seconds=133) <= eta_at - timezone.now() <= timedelta(seconds=135)
+    assert before + timedelta(seconds=133) <= eta_at <= after + timedelta(seconds=135)
     listed = api.get("/api/v1/jobs/").json()["results"]
     by_id = {row["id"]: (row["queue_position"], row["eta_s"]) for row in listed}
     assert by_id[str(first.id)] == (0, 74.0)

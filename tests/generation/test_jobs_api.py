@@ -16,7 +16,7 @@ from generation.models import IdempotencyKey, Job, JobState, Template
 from generation.postprocess.encode import probe_mp4
 from generation.storage import get_bytes
 from tests import factories
-from tests.conftest import key_client
+from tests.conftest import key_client, visitor_client
 
 pytestmark = pytest.mark.django_db
 
@@ -525,9 +525,11 @@ def test_templates_of_another_tenant_cannot_be_used(api, other_tenant):
     assert Template.objects.filter(tenant=other_tenant).count() == 1
 
 
-def test_a_publishable_key_creates_jobs_only_for_its_templates_and_origins(tenant, template):
+def test_a_publishable_key_creates_jobs_only_for_its_templates_and_origins(tenant):
     from tenants.services import apikey_create
 
+    variables = [dict(v, public=True) for v in factories.CHARACTER_CONTENT["variables"]]
+    template = factories.make_template(tenant, variables=variables)
     other = factories.make_template(tenant)
     pk = apikey_create(
         tenant=tenant,
@@ -536,7 +538,7 @@ def test_a_publishable_key_creates_jobs_only_for_its_templates_and_origins(tenan
         allowed_origins=["https://shop.example"],
         allowed_template_ids=[str(template.id)],
     ).raw_key
-    good = key_client(pk, HTTP_ORIGIN="https://shop.example")
+    good = visitor_client(pk, "https://shop.example")
     created = good.post(
         "/api/v1/jobs/", {"template": str(template.id), "values": {"name": "Ada"}}, format="json"
     )

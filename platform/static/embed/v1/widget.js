@@ -10,7 +10,8 @@
  * ours never meet), creates the job with the publishable key, follows it over server-sent
  * events (polling when those fail) and plays the video. Everything shown is built with DOM
  * calls and textContent: nothing from the server or the shopper is ever parsed as HTML.
- * The only credential is the publishable key from the tag; no cookies are sent.
+ * The credentials are the publishable key from the tag and a visitor token the server signs
+ * (kept in sessionStorage); no cookies are sent.
  */
 (() => {
   "use strict";
@@ -182,27 +183,58 @@
     return el("p", { class: `notice ${kind || ""}`.trim(), role: "alert", text });
   }
 
-  // --- the shopper's id: random, kept on the shop's origin ---------------------------------
+  // --- the shopper's identity: a visitor token the server signs --------------------------------
+  //
+  // Every job needs one (X-Reelcast-Visitor): the server names the visitor, so the per-shopper
+  // quota cannot be dodged by inventing ids. It is kept in sessionStorage (this tab, this shop)
+  // until shortly before it expires.
 
-  function endUserId() {
-    const name = "reelcast.end_user";
+  const VISITOR_STORE = `reelcast.visitor.${publishableKey.slice(0, 12)}`;
+  const VISITOR_MARGIN_MS = 60000;
+
+  function keptVisitor() {
     try {
-      const kept = localStorage.getItem(name);
-      if (kept && /^[A-Za-z0-9_-]{8,64}$/.test(kept)) {
-        return kept;
+      const kept = JSON.parse(sessionStorage.getItem(VISITOR_STORE) || "null");
+      if (kept && typeof kept.value === "string" && kept.until - VISITOR_MARGIN_MS > Date.now()) {
+        return kept.value;
       }
     } catch (error) {
-      // storage may be blocked (private mode, sandboxing): a per-page id still works
+      // storage may be blocked (private mode, sandboxing): ask the server each time
     }
+    return null;
+  }
+
+  function forgetVisitor() {
+    try {
+      sessionStorage.removeItem(VISITOR_STORE);
+    } catch (error) {
+      // see keptVisitor
+    }
+  }
+
+  async function visitor(fresh) {
+    if (!fresh) {
+      const kept = keptVisitor();
+      if (kept) {
+        return kept;
+      }
+    }
+    const issued = await call("POST", "/api/v1/embed/visitor/");
+    try {
+      sessionStorage.setItem(
+        VISITOR_STORE,
+        JSON.stringify({ value: issued.token, until: Date.now() + issued.expires_in_s * 1000 }),
+      );
+    } catch (error) {
+      // see keptVisitor
+    }
+    return issued.token;
+  }
+
+  function randomId() {
     const bytes = new Uint8Array(16);
     crypto.getRandomValues(bytes);
-    const id = `w_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-    try {
-      localStorage.setItem(name, id);
-    } catch (error) {
-      // see above
-    }
-    return id;
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
   // --- the API ----------------------------------------------------------------------------
@@ -465,16 +497,24 @@
     return format.format(Math.round(seconds / 3600), "hour");
   }
 
+  const PER_SHOPPER_LIMITS = new Set(["end_user_quota_exceeded", "visitor_rate_limited"]);
+
   function problemText(error) {
     const code = error.problem.code || "";
     if (error.status === 0 || error.status === 404 || code === "origin_not_allowed") {
       return error.status === 0 ? t("network") : t("unavailable");
     }
     if (error.status === 429) {
+      // the shopper's own limit, or the shop's (storefront budget, too many new visitors)
       const when = whenText(error.retryAfter);
-      return code === "end_user_quota_exceeded" ? t("quota", { when }) : t("busy", { when });
+      return PER_SHOPPER_LIMITS.has(code) ? t("quota", { when }) : t("busy", { when });
     }
-    if (error.status === 402 || error.status === 403 || code === "template_archived") {
+    if (
+      error.status === 401 ||
+      error.status === 402 ||
+      error.status === 403 ||
+      code === "template_archived"
+    ) {
       return t("closed");
     }
     if (code === "content_blocked") {
@@ -507,7 +547,7 @@
       return;
     }
     const values = collectValues(fields);
-    const body = { template: template.id, values, end_user: endUserId() };
+    const body = { template: template.id, values };
     if (consent) {
       const nameVariable = template.variables.find((v) => v.type === "name" && values[v.name]);
       const consentedBy = consent.nameInput.value.trim();
@@ -518,9 +558,25 @@
     }
     button.disabled = true;
     button.textContent = t("submitting");
-    const idempotencyKey = `widget-${endUserId()}-${Date.now().toString(36)}`;
+    const idempotencyKey = `widget-${randomId()}`;
+    const create = async (fresh) =>
+      call("POST", "/api/v1/jobs/", body, {
+        "Idempotency-Key": idempotencyKey,
+        "X-Reelcast-Visitor": await visitor(fresh),
+      });
     try {
-      const job = await call("POST", "/api/v1/jobs/", body, { "Idempotency-Key": idempotencyKey });
+      let job;
+      try {
+        job = await create(false);
+      } catch (error) {
+        // a kept token that expired or belongs to an old key: forget it and ask once more
+        const stale = error instanceof ApiError && error.status === 401;
+        if (!stale || !/^visitor_token_/.test(error.problem.code || "")) {
+          throw error;
+        }
+        forgetVisitor();
+        job = await create(true);
+      }
       follow(job);
     } catch (error) {
       if (!(error instanceof ApiError)) {
