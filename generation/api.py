@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import hashlib
+import re
 
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
