@@ -7,6 +7,7 @@ made openpyxl yield a million empty rows (1.8-2.4 s of CPU) before the roster wa
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import zipfile
@@ -103,6 +104,36 @@ def test_a_file_that_reads_equally_well_in_two_code_pages_is_refused_naming_both
         "wrong one would store every name garbled."
     )
     assert Batch.objects.count() == 0
+
+
+def test_a_comma_roster_whose_notes_quote_titles_between_semicolons_is_read_with_commas(
+    api, tenant
+):
+    # csv.Sniffer's quote heuristics read this as semicolon-separated and refused the header.
+    template = factories.make_template(
+        tenant,
+        variables=[
+            {"name": "name", "type": "text", "max_length": 32},
+            {"name": "note", "type": "text", "max_length": 200},
+        ],
+        prompt="{name} reads. {note}",
+        title="{name}",
+    )
+    out = io.StringIO()
+    csv.writer(out).writerows(
+        [
+            ["name", "note"],
+            ["Ann", 'Favourite books: "Matilda"; "Holes"; "Wonder"'],
+            ["Ben", 'Says "please"; "thank you"'],
+        ]
+    )
+
+    response = _upload(api, template, out.getvalue().encode(), "class.csv")
+    assert response.status_code == 202, response.json()
+    tasks.batch_chunk(response.json()["id"])
+
+    assert sorted(Job.objects.values_list("values__name", flat=True)) == ["Ann", "Ben"]
+    assert Batch.objects.get().errors == []
 
 
 # -- XLSX extent -------------------------------------------------------------------------------
