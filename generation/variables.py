@@ -156,8 +156,17 @@ def compile_pattern(pattern: Any) -> Any:
         raise PatternRejected(
             f"the pattern is {len(pattern)} characters long; the limit is {PATTERN_MAX_LENGTH}"
         )
+    if "(?P=" in pattern:
+        raise PatternRejected(
+            "named backreferences such as (?P=name) are not supported. Patterns use RE2 syntax, "
+            "which always matches in linear time."
+        )
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
+    except UnicodeEncodeError:
+        raise PatternRejected(
+            "the pattern contains an invalid character (a lone surrogate)"
+        ) from None
     except re2.error as exc:
         detail = exc.args[0] if exc.args else ""
         if isinstance(detail, bytes):

@@ -170,13 +170,17 @@ def test_patterns_match_in_re2_syntax_with_unicode_classes(api):
         (r"(a)\1", "backreferences such as \\1 are not supported"),
         (r"(?=a)a+", "lookahead (?=…) is not supported"),
         (r"(?<!x)a", "negative lookbehind (?<!…) is not supported"),
+        (r"(?P<w>\w)(?P=w)", "named backreferences such as (?P=name) are not supported"),
         ("a" * 257, "the pattern is 257 characters long; the limit is 256"),
+        ("\ud800+", "the pattern contains an invalid character (a lone surrogate)"),
     ],
 )
 def test_a_pattern_re2_cannot_run_is_refused_at_save_with_the_variable_and_reason(
     api, pattern, reason
 ):
-    response = api.post("/api/v1/templates/", _template_body(pattern), format="json")
+    # Sent as ASCII JSON, so that a lone surrogate arrives as the escape "\ud800".
+    body = json.dumps(_template_body(pattern))
+    response = api.post("/api/v1/templates/", body, content_type="application/json")
 
     assert response.status_code == 400
     errors = response.json()["errors"]
