@@ -469,6 +469,7 @@ _ENCODING_NAMES = {
 }
 LEGACY_MIN_SCORE = 0.5
 LEGACY_MIN_LEAD = 0.25
+BIG5_OVER_GBK_LEAD = 0.4
 LEGACY_SAMPLE_CHARACTERS = 20_000
 _LATIN_PUNCTUATION = frozenset("–—…“”‘’«»°€£·")
 _JAPANESE_PUNCTUATION = frozenset("\u3000、。，．・：；？！ー～〜（）「」『』【】々〃")
@@ -483,7 +484,7 @@ def _decode_legacy(data: bytes) -> tuple[str, str]:
             continue
         decoded[encoding] = (_typicality(text, encoding), text)
     gbk, big5 = decoded.get("gb18030"), decoded.get("cp950")
-    if gbk and big5 and big5[0] < gbk[0] + LEGACY_MIN_LEAD:
+    if gbk and big5 and big5[0] < gbk[0] + BIG5_OVER_GBK_LEAD:
         # GBK and Big5 share their byte ranges and a short list of names cannot tell them
         # apart: GBK, the common case, is read unless Big5 is clearly the better reading.
         del decoded["cp950"]
