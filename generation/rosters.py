@@ -42,6 +42,10 @@ DEFAULT_MAX_ROWS = 10_000
 # module imports nothing of the template machinery.
 CELL_MAX_LENGTH = 2000
 MAX_COLUMNS = 100
+# Cells one CSV line may hold (counting quoted delimiters too) before the file is refused
+# unsplit: Excel's own column limit, so no spreadsheet's export (trailing empty columns
+# included) is refused, and no line becomes a list of millions of cells.
+CSV_MAX_CELLS = 16_384
 # Excel's own sheet limits: a row number past them only comes from a hand-made file.
 EXCEL_MAX_ROWS = 1_048_576
 # Cells right of this column are never read, so a forged far-right cell cannot make every row
@@ -397,6 +401,7 @@ def _open_csv(data: bytes, filename: str, max_rows: int) -> Roster:
         text = text[sep.end() :]
     else:
         delimiter = _sniff_delimiter(text)
+    _check_line_widths(text, delimiter)
     # One fixed quoting scheme: the Sniffer also guesses a quote character, and guessing "'"
     # would split names such as O'Brien.
     reader = csv.reader(
@@ -410,6 +415,19 @@ def _open_csv(data: bytes, filename: str, max_rows: int) -> Roster:
     numbered = _numbered_csv_rows(reader)
     columns, records = _collect(numbered, max_rows)
     return Roster("csv", encoding, columns, records)
+
+
+def _check_line_widths(text: str, delimiter: str) -> None:
+    """Refuse a line with more than CSV_MAX_CELLS delimiters before the csv module splits it:
+    20 MB of commas would otherwise become a list of 20 million cells, twice over."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        cells = line.count(delimiter) + 1
+        if cells > CSV_MAX_CELLS:
+            raise RosterRejected(
+                "roster_too_many_columns",
+                f"Line {number} has {cells} cells; a roster has at most {MAX_COLUMNS} columns. "
+                f"{SAVE_AS}",
+            )
 
 
 def _numbered_csv_rows(reader: Iterator[list[str]]) -> Iterator[tuple[int, Sequence[str]]]:

@@ -136,6 +136,19 @@ def test_a_comma_roster_whose_notes_quote_titles_between_semicolons_is_read_with
     assert Batch.objects.get().errors == []
 
 
+def test_a_csv_line_of_millions_of_commas_is_refused_before_it_is_split(api, template):
+    data = b"name,virtue\r\nAnn,courage\r\n" + b"," * 2_000_000 + b"x\r\n"
+
+    response = _upload(api, template, data, "class.csv")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "roster_too_many_columns"
+    assert response.json()["detail"].startswith(
+        "Line 3 has 2000001 cells; a roster has at most 100 columns."
+    )
+    assert Batch.objects.count() == 0
+
+
 # -- XLSX extent -------------------------------------------------------------------------------
 
 
