@@ -112,14 +112,27 @@ def adopt_logger(name: str, *, level: int = logging.WARNING) -> None:
 # log still says which key; everything after it goes. Stripe keys (sk_live_, rk_test_, ...) take
 # the same path.
 _KEY_RE = re.compile(r"\b((?:sk|pk|rk)_[A-Za-z0-9_-]{9})[A-Za-z0-9_-]+")
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+_SECRET_NAME_RE = re.compile(r"password|passwd|secret|api_key|apikey", re.IGNORECASE)
+
+
+def _secret_assignment(found: re.Match[str]) -> str:
+    if _SECRET_NAME_RE.search(found.group(1)) is None:
+        return found.group(0)
+    return found.group(1) + found.group(2) + REDACTED
+
+
+_PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), "whsec_" + REDACTED),
     (
         re.compile(r"\b(Bearer|Basic|Token|Digest)(\s+)[A-Za-z0-9._~+/=:-]+", re.IGNORECASE),
         r"\1\2" + REDACTED,
     ),
-    # scheme://user:password@host (database, Redis, broker and S3 URLs)
-    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@"), r"\1" + REDACTED + "@"),
+    # scheme://user:password@host (database, Redis, broker and S3 URLs); the scheme is taken
+    # from the start of its run of characters, so a long run is not rescanned from each one
+    (
+        re.compile(r"((?<![a-zA-Z0-9+.-])[a-zA-Z0-9+.-]++://[^\s:/@]*:)[^\s/@]+@"),
+        r"\1" + REDACTED + "@",
+    ),
     # bearer material in query strings: job event tokens, presigned S3 signatures, keys
     (
         re.compile(
@@ -133,12 +146,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(/dl/)[^/\s\"']+/"), r"\1" + REDACTED + "/"),
     # "password": "…", client_secret=…, api_key: …
     (
+        # The name is taken whole and possessively from its start (a log line carries request
+        # paths: backtracking over "a-a-a-…" made this quadratic, 8 s for 8,000 characters);
+        # _secret_assignment keeps only names that contain one of the words.
         re.compile(
-            r"(\b[\w-]*(?:password|passwd|secret|api_key|apikey)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\[REDACTED\])[^\s\"',;&}]+",
+            r"(?<![\w-])([\w-]++)([\"']?\s*+[:=]\s*+[\"']?)(?!\[REDACTED\])([^\s\"',;&}]+)",
             re.IGNORECASE,
         ),
-        r"\1" + REDACTED,
+        _secret_assignment,
     ),
 )
 

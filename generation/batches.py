@@ -267,6 +267,21 @@ def batch_summary(batch: Batch) -> dict[str, Any]:
     }
 
 
+ROW_ERRORS_PAGE_SIZE = 100
+ROW_ERRORS_MAX_PAGE_SIZE = 500
+
+
+def batch_row_errors(
+    *, batch: Batch, after: int = 0, limit: int = ROW_ERRORS_PAGE_SIZE
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of the batch's refused rows, by row number: the rows after ``after``, at most
+    ``limit`` of them, and the row to continue after (None on the last page). A 10,000-row
+    roster can refuse every row; no response carries them all."""
+    rows = sorted((e for e in batch.errors if e["row"] > after), key=lambda e: e["row"])
+    page = rows[:limit]
+    return page, (page[-1]["row"] if len(rows) > limit else None)
+
+
 def batch_results_csv(*, batch: Batch) -> bytes:
     """One line per roster row: its values (a refused row's as submitted), the job, its state,
     and a fresh signed link to the video (or the reason the row was refused or the job did not

@@ -1182,13 +1182,19 @@ def batch_detail(request: HttpRequest, batch_id: str) -> HttpResponse:
     ).order_by("batch_row")
     page = Paginator(jobs, JOBS_PER_PAGE * 2).get_page(request.GET.get("page"))
     rows = _decorate_all(page.object_list)
+    # A roster can refuse all of its 10,000 rows: the page shows them a page at a time.
+    error_page = Paginator(
+        sorted(batch.errors, key=lambda e: e["row"]), batches.ROW_ERRORS_PAGE_SIZE
+    ).get_page(request.GET.get("errors_page"))
     by_state = summary["jobs"]["by_state"]
     labels = [str(STATE_LABELS.get(state, state)) for state in by_state]
     context = {
         "batch": batch,
         "state_label": BATCH_STATE_LABELS.get(batch.state, batch.state),
         "summary": summary,
-        "row_errors": sorted(batch.errors, key=lambda e: e["row"]),
+        "row_errors": error_page.object_list,
+        "row_errors_page": error_page,
+        "row_errors_count": len(batch.errors),
         "jobs": rows,
         "page_obj": page,
         "live": batch.state != Batch.State.COMPLETED,

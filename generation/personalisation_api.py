@@ -4,7 +4,13 @@ variants). Parse, call one service or selector, format."""
 from __future__ import annotations
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -214,18 +220,61 @@ class BatchSerializer(serializers.Serializer):
     total_rows = serializers.IntegerField()
     processed_rows = serializers.IntegerField()
     accepted_rows = serializers.IntegerField()
-    errors = serializers.JSONField(help_text="[{row, reasons: {field: message}}]")
+    errors = serializers.SerializerMethodField(
+        help_text="The first page of refused rows, by row: [{row, reasons: {field: message}}]"
+    )
+    errors_count = serializers.SerializerMethodField()
+    errors_next = serializers.SerializerMethodField(
+        help_text="The next page of refused rows (GET /api/v1/batches/{id}/errors/?after=…)"
+    )
     summary = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
 
+    @extend_schema_field(serializers.JSONField())
+    def get_errors(self, batch: Batch) -> list[dict]:
+        return self._first_page(batch)[0]
+
+    def get_errors_count(self, batch: Batch) -> int:
+        return len(batch.errors)
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_errors_next(self, batch: Batch) -> str | None:
+        after = self._first_page(batch)[1]
+        return None if after is None else row_errors_url(self.context.get("request"), batch, after)
+
     def get_summary(self, batch: Batch) -> dict:
         return batches.batch_summary(batch)
+
+    def _first_page(self, batch: Batch) -> tuple[list[dict], int | None]:
+        pages = self.context.setdefault("_first_pages", {})
+        if batch.pk not in pages:
+            pages[batch.pk] = batches.batch_row_errors(batch=batch)
+        return pages[batch.pk]
+
+
+def row_errors_url(
+    request, batch: Batch, after: int, limit: int = batches.ROW_ERRORS_PAGE_SIZE
+) -> str:
+    path = f"/api/v1/batches/{batch.pk}/errors/?after={after}&limit={limit}"
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+class RowErrorsQuerySerializer(StrictSerializer):
+    after = serializers.IntegerField(min_value=0, required=False, default=0)
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=batches.ROW_ERRORS_MAX_PAGE_SIZE,
+        required=False,
+        default=batches.ROW_ERRORS_PAGE_SIZE,
+    )
 
 
 class RosterUploadSerializer(StrictSerializer):
     template = serializers.CharField(help_text="Template id or slug.")
-    file = serializers.FileField(help_text="A CSV (UTF-8 or GBK) or XLSX roster.")
+    file = serializers.FileField(
+        help_text="A CSV (UTF-8; or GBK, Big5, Shift-JIS, Windows-1252) or XLSX roster."
+    )
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
 
@@ -258,6 +307,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         "list": Role.VIEWER,
         "retrieve": Role.VIEWER,
         "results": Role.VIEWER,
+        "row_errors": Role.VIEWER,
         "create": Role.EDITOR,
         "variants": Role.EDITOR,
     }
@@ -284,7 +334,10 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
             actor_key=context.api_key,
         )
         batch.refresh_from_db()
-        return Response(BatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            BatchSerializer(batch, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     @extend_schema(request=VariantsCreateSerializer, responses={201: BatchSerializer})
     @action(detail=False, methods=["post"])
@@ -306,7 +359,46 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
             actor_key=context.api_key,
         )
         batch.refresh_from_db()
-        return Response(BatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+        return Response(
+            BatchSerializer(batch, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Row number to continue after"),
+            OpenApiParameter(
+                "limit", int, description=f"At most {batches.ROW_ERRORS_MAX_PAGE_SIZE}"
+            ),
+        ],
+        responses={
+            200: inline_serializer(
+                "BatchRowErrorsPage",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "results": serializers.JSONField(),
+                },
+            )
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="errors")
+    def row_errors(self, request, pk=None):
+        """The batch's refused rows by row number, a page at a time (``next`` until null)."""
+        batch = self.get_object()
+        query = RowErrorsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        limit = query.validated_data["limit"]
+        page, after = batches.batch_row_errors(
+            batch=batch, after=query.validated_data["after"], limit=limit
+        )
+        return Response(
+            {
+                "count": len(batch.errors),
+                "next": None if after is None else row_errors_url(request, batch, after, limit),
+                "results": page,
+            }
+        )
 
     @extend_schema(
         responses={200: OpenApiResponse(description="text/csv, UTF-8 with BOM")},

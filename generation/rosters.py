@@ -42,6 +42,10 @@ DEFAULT_MAX_ROWS = 10_000
 # module imports nothing of the template machinery.
 CELL_MAX_LENGTH = 2000
 MAX_COLUMNS = 100
+# Cells one CSV line may hold (counting quoted delimiters too) before the file is refused
+# unsplit: Excel's own column limit, so no spreadsheet's export (trailing empty columns
+# included) is refused, and no line becomes a list of millions of cells.
+CSV_MAX_CELLS = 16_384
 # Excel's own sheet limits: a row number past them only comes from a hand-made file.
 EXCEL_MAX_ROWS = 1_048_576
 # Cells right of this column are never read, so a forged far-right cell cannot make every row
@@ -79,8 +83,9 @@ class RosterRejected(ValueError):
 
     ``code`` is one of roster_too_large, roster_format, roster_nul, roster_encoding,
     roster_zip_bomb, roster_unreadable, roster_csv_syntax, roster_empty, roster_no_header,
-    roster_too_many_rows, roster_header, roster_template. ``details`` holds column lists for
-    roster_header (keys: unknown, missing, duplicate, ambiguous, image, expected).
+    roster_too_many_rows, roster_too_many_columns, roster_header, roster_template. ``details``
+    holds column lists for roster_header (keys: unknown, missing, duplicate, ambiguous, image,
+    expected).
     """
 
     def __init__(self, code: str, message: str, details: dict[str, list[str]] | None = None):
@@ -396,6 +401,7 @@ def _open_csv(data: bytes, filename: str, max_rows: int) -> Roster:
         text = text[sep.end() :]
     else:
         delimiter = _sniff_delimiter(text)
+    _check_line_widths(text, delimiter)
     # One fixed quoting scheme: the Sniffer also guesses a quote character, and guessing "'"
     # would split names such as O'Brien.
     reader = csv.reader(
@@ -409,6 +415,19 @@ def _open_csv(data: bytes, filename: str, max_rows: int) -> Roster:
     numbered = _numbered_csv_rows(reader)
     columns, records = _collect(numbered, max_rows)
     return Roster("csv", encoding, columns, records)
+
+
+def _check_line_widths(text: str, delimiter: str) -> None:
+    """Refuse a line with more than CSV_MAX_CELLS delimiters before the csv module splits it:
+    20 MB of commas would otherwise become a list of 20 million cells, twice over."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        cells = line.count(delimiter) + 1
+        if cells > CSV_MAX_CELLS:
+            raise RosterRejected(
+                "roster_too_many_columns",
+                f"Line {number} has {cells} cells; a roster has at most {MAX_COLUMNS} columns. "
+                f"{SAVE_AS}",
+            )
 
 
 def _numbered_csv_rows(reader: Iterator[list[str]]) -> Iterator[tuple[int, Sequence[str]]]:
@@ -426,25 +445,147 @@ def _numbered_csv_rows(reader: Iterator[list[str]]) -> Iterator[tuple[int, Seque
 
 def _decode(data: bytes) -> tuple[str, str]:
     if data.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ["utf-16"]
-    else:
-        if b"\x00" in data:
-            raise _nul_rejection()
-        # Chinese Excel on Windows saves "CSV" in the ANSI code page, GBK; GB18030 decodes
-        # every GBK file the same way and more besides.
-        candidates = ["utf-8", "gb18030"]
-    for encoding in candidates:
+        return _strict(data, "utf-8-sig"), "utf-8-sig"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _strict(data, "utf-16"), "utf-16"
+    if b"\x00" in data:
+        raise _nul_rejection()
+    try:
+        # Multi-byte UTF-8 is so regular that legacy text almost never decodes as it.
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    return _decode_legacy(data)
+
+
+def _strict(data: bytes, encoding: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise RosterRejected(
+            "roster_encoding",
+            f"The file starts with a {_ENCODING_NAMES[encoding]} byte-order mark but its text is "
+            f"not valid {_ENCODING_NAMES[encoding]}. {SAVE_AS}",
+        ) from None
+
+
+# Spreadsheet programs save "CSV" in the ANSI code page of the Windows they run on. The same
+# bytes often decode without error in several of these (Shift-JIS names decode as GB18030
+# nonsense), so each is decoded strictly and its characters are scored by how typical they are
+# of text in that encoding: the common characters of GB2312, Big5 and JIS X 0208 level 1, kana,
+# and accented letters inside Latin words. A clear winner is used; a close call is refused,
+# because a wrong guess would store every name garbled.
+_LEGACY_ENCODINGS = ("gb18030", "cp950", "cp932", "cp1252")
+_ENCODING_NAMES = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8",
+    "utf-16": "UTF-16",
+    "gb18030": "GBK/GB18030 (Simplified Chinese Windows)",
+    "cp950": "Big5 (Traditional Chinese Windows)",
+    "cp932": "Shift-JIS (Japanese Windows)",
+    "cp1252": "Windows-1252 (Western European Windows, Latin-1)",
+}
+LEGACY_MIN_SCORE = 0.5
+LEGACY_MIN_LEAD = 0.25
+BIG5_OVER_GBK_LEAD = 0.4
+LEGACY_SAMPLE_CHARACTERS = 20_000
+_LATIN_PUNCTUATION = frozenset("–—…“”‘’«»°€£·")
+_JAPANESE_PUNCTUATION = frozenset("\u3000、。，．・：；？！ー～〜（）「」『』【】々〃")
+
+
+def _decode_legacy(data: bytes) -> tuple[str, str]:
+    decoded: dict[str, tuple[float, str]] = {}
+    for encoding in _LEGACY_ENCODINGS:
         try:
-            return data.decode(encoding), encoding
+            text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
+        decoded[encoding] = (_typicality(text, encoding), text)
+    gbk, big5 = decoded.get("gb18030"), decoded.get("cp950")
+    if gbk and big5 and big5[0] < gbk[0] + BIG5_OVER_GBK_LEAD:
+        # GBK and Big5 share their byte ranges and a short list of names cannot tell them
+        # apart: GBK, the common case, is read unless Big5 is clearly the better reading.
+        del decoded["cp950"]
+    ranked = sorted(decoded.items(), key=lambda item: item[1][0], reverse=True)
+    if ranked and ranked[0][1][0] >= LEGACY_MIN_SCORE:
+        best, (best_score, text) = ranked[0]
+        if len(ranked) == 1 or best_score - ranked[1][1][0] >= LEGACY_MIN_LEAD:
+            return text, best
+        raise RosterRejected(
+            "roster_encoding",
+            "The file's text is not UTF-8, and it reads almost equally well as "
+            f"{_ENCODING_NAMES[best]} and as {_ENCODING_NAMES[ranked[1][0]]}; reading it as the "
+            f"wrong one would store every name garbled. {SAVE_AS}",
+        )
     raise RosterRejected(
         "roster_encoding",
-        "The file's text is not UTF-8, UTF-16 or GBK (Chinese Windows), so its characters "
-        f"cannot be read reliably. {SAVE_AS}",
+        "The file's text is not UTF-8, UTF-16, GBK/GB18030, Big5, Shift-JIS or Windows-1252, "
+        f"so its characters cannot be read reliably. {SAVE_AS}",
     )
+
+
+def _typicality(text: str, encoding: str) -> float:
+    """The mean weight (0 to 1) of the first non-ASCII characters of ``text`` in ``encoding``."""
+    total = 0.0
+    count = 0
+    weights: dict[str, float] = {}
+    for index, ch in enumerate(text):
+        if ch < "\x80":
+            continue
+        if encoding == "cp1252":
+            total += _latin_weight(text, index)
+        else:
+            weight = weights.get(ch)
+            if weight is None:
+                weight = weights[ch] = _cjk_weight(ch, encoding)
+            total += weight
+        count += 1
+        if count == LEGACY_SAMPLE_CHARACTERS:
+            break
+    return total / count if count else 0.0
+
+
+def _cjk_weight(ch: str, encoding: str) -> float:
+    if "\ue000" <= ch <= "\uf8ff":  # private use: what undefined codes decode to
+        return 0.0
+    encoded = ch.encode(encoding)
+    if len(encoded) != 2:
+        if encoding == "cp932" and "\uff61" <= ch <= "\uff9f":
+            return 0.3  # half-width katakana: old systems' furigana, and decoding debris
+        return 0.0
+    lead, trail = encoded
+    if encoding == "gb18030":
+        if trail < 0xA1 or lead < 0xA1:
+            return 0.4  # GBK's extensions: rarer and traditional characters (喆, 堃)
+        if 0xB0 <= lead <= 0xD7 or 0xA1 <= lead <= 0xA3:
+            return 1.0  # GB2312 level 1 (the 3,755 common characters), punctuation, full width
+        return 0.5 if 0xD8 <= lead <= 0xF7 else 0.3
+    if encoding == "cp950":
+        if 0xA4 <= lead <= 0xC5 or (lead == 0xC6 and trail <= 0x7E) or 0xA1 <= lead <= 0xA3:
+            return 1.0  # Big5's 5,401 common characters, punctuation, full width
+        return 0.5 if 0xC9 <= lead <= 0xF9 else 0.0
+    # cp932
+    if "\u3041" <= ch <= "\u30ff" or lead == 0x82 or ch in _JAPANESE_PUNCTUATION:
+        return 1.0  # kana, full-width letters and digits, the punctuation names carry
+    if lead == 0x81:
+        return 0.3  # other symbols
+    if 0x88 <= lead <= 0x98 and (lead, trail) <= (0x98, 0x72):
+        return 1.0  # JIS X 0208 level 1 kanji
+    if 0x98 <= lead <= 0x9F or 0xE0 <= lead <= 0xEA:
+        return 0.5  # level 2 kanji
+    return 0.1
+
+
+def _latin_weight(text: str, index: int) -> float:
+    ch = text[index]
+    before = text[index - 1] if index else ""
+    after = text[index + 1] if index + 1 < len(text) else ""
+    beside_latin = (before.isascii() and before.isalpha()) or (after.isascii() and after.isalpha())
+    if ch.isalpha():
+        return 1.0 if beside_latin else 0.3  # "José", "Zoë"; not "ÍõÐ¡Ã÷"
+    if ch in "‘’" and before.isascii() and before.isalpha() and after.isascii():
+        return 1.0  # O’Brien, as spreadsheets autocorrect it
+    return 0.3 if ch in _LATIN_PUNCTUATION else 0.0
 
 
 def _nul_rejection() -> RosterRejected:
@@ -456,13 +597,35 @@ def _nul_rejection() -> RosterRejected:
 
 
 def _sniff_delimiter(text: str) -> str:
+    """The delimiter (comma, semicolon or tab) that reads the sample as the most regular table.
+
+    Each candidate parses the sample with the one quoting scheme the roster is read with; the
+    winner gives every row the header's width most often, then the widest header. Not
+    csv.Sniffer: its regular expressions backtrack over quoted text (1.5 s of CPU on a hostile
+    16 KB sample, paid again by every chunk) and they read a comma file whose notes say
+    ``"Matilda"; "Holes"`` as semicolon-separated.
+    """
     sample = text[:SNIFF_SAMPLE_CHARS]
     if len(text) > SNIFF_SAMPLE_CHARS and "\n" in sample:
         sample = sample[: sample.rindex("\n")]
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
-    except csv.Error:
-        return ","
+    best, best_score = ",", (0.0, 0)
+    for delimiter in ",;\t":
+        if delimiter not in sample:
+            continue
+        reader = csv.reader(
+            io.StringIO(sample, newline=""), delimiter=delimiter, quotechar='"', doublequote=True
+        )
+        try:
+            rows = [row for row in reader if any(cell.strip() for cell in row)]
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        regular = sum(len(row) == width for row in rows) / len(rows)
+        if (regular, width) > best_score:
+            best, best_score = delimiter, (regular, width)
+    return best
 
 
 # -- XLSX --------------------------------------------------------------------------------------
@@ -498,8 +661,93 @@ def _open_xlsx(data: bytes, filename: str, max_rows: int) -> Roster:
             f"{_the_file(filename)} is a zip archive but not an Excel workbook (it may be an "
             f"OpenDocument or Numbers file). {SAVE_AS}",
         )
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        _check_sheet_extent(archive, max_rows)
     columns, records = _read_xlsx(data, max_rows)
     return Roster("xlsx", None, columns, records)
+
+
+_DIMENSION = re.compile(rb"<(?:\w+:)?dimension\b[^>]*?\bref=[\"']([A-Za-z0-9:$]{1,32})[\"']")
+_ROW_NUMBER = re.compile(rb"<(?:\w+:)?row\b[^>]*?\br=[\"'](\d{1,12})[\"']")
+_CELL_REF = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d{1,7})")
+_SHEET_CHUNK_BYTES = 1 << 20
+
+
+def _check_sheet_extent(archive: zipfile.ZipFile, max_rows: int) -> None:
+    """Refuse a first worksheet that declares or reaches past the roster's limits, before
+    openpyxl reads it: openpyxl yields every row up to the last one, so a 1 KB file with one
+    cell in row 1,048,576 costs seconds of CPU. Both the declared ``<dimension>`` and every
+    ``<row r="…">`` are checked, in one pass over the part in 1 MB chunks."""
+    part = _first_sheet_part(archive)
+    if part is None:
+        return  # openpyxl reports the damage
+    last_row_allowed = max_rows + 1  # the header
+    tail = b""
+    with archive.open(part) as sheet:
+        while chunk := sheet.read(_SHEET_CHUNK_BYTES):
+            window = tail + chunk
+            dimension = _DIMENSION.search(window)
+            if dimension is not None:
+                _check_dimension(dimension.group(1).decode("ascii"), max_rows)
+            for found in _ROW_NUMBER.finditer(window):
+                if int(found.group(1)) > last_row_allowed:
+                    raise RosterRejected(
+                        "roster_too_many_rows",
+                        f"The worksheet has a row numbered {int(found.group(1))}; a roster has "
+                        f"at most {max_rows} rows below its header. Delete the rows below the "
+                        "roster, or split it into smaller files.",
+                    )
+            tail = window[-256:]  # an element cut in two at the chunk's end
+
+
+def _check_dimension(ref: str, max_rows: int) -> None:
+    cells = [_CELL_REF.fullmatch(part) for part in ref.split(":")]
+    if not cells or None in cells:
+        return  # a dimension openpyxl ignores (reset_dimensions) is no cost
+    last_row = max(int(cell.group(2)) for cell in cells if cell)
+    last_column = max(_column_number(cell.group(1)) for cell in cells if cell)
+    if last_row > max_rows + 1:
+        raise RosterRejected(
+            "roster_too_many_rows",
+            f"The worksheet says it spans {ref}, {last_row} rows; a roster has at most "
+            f"{max_rows} rows below its header. Delete the rows below the roster, or split it "
+            "into smaller files.",
+        )
+    if last_column > XLSX_SCAN_COLUMNS:
+        raise RosterRejected(
+            "roster_too_many_columns",
+            f"The worksheet says it spans {ref}, {last_column} columns; a roster has at most "
+            f"{MAX_COLUMNS}. Delete the columns right of the roster.",
+        )
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + ord(letter) - 64
+    return number
+
+
+def _first_sheet_part(archive: zipfile.ZipFile) -> str | None:
+    """The zip path of the workbook's first worksheet, the one openpyxl's ``worksheets[0]``
+    reads: the first <sheet> of xl/workbook.xml, through xl/_rels/workbook.xml.rels."""
+    from defusedxml import ElementTree
+
+    relationship = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+    try:
+        workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+        first = next((e for e in workbook.iter() if e.tag.rsplit("}", 1)[-1] == "sheet"), None)
+        rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    except Exception:  # damaged or hostile XML: openpyxl refuses it with its own message
+        return None
+    if first is None:
+        return None
+    for rel in rels.iter():
+        if rel.get("Id") == first.get(relationship) and rel.get("Target"):
+            target = rel.get("Target").lstrip("/")
+            path = target if target.startswith("xl/") else "xl/" + target
+            return path if path in archive.namelist() else None
+    return None
 
 
 def _read_xlsx(data: bytes, max_rows: int) -> tuple[list[str], list]:

@@ -8,6 +8,12 @@ Every text value is data inserted into one line of a shot: it may not contain a 
 an invisible control character, and it is stored normalised (``normalise_text``). A ``name``
 variable holds a person's name and is checked by ``validate_person_name``: letters, spaces,
 hyphens, apostrophes and the middle dot only, at most 32 characters.
+
+A text variable's ``pattern`` is written by the tenant and run against every value of every
+job, preview and roster row, so it is compiled and matched with RE2 (``compile_pattern``),
+never with Python's backtracking ``re``: matching takes time linear in the value's length
+whatever the pattern. A pattern RE2 cannot compile (backreferences, lookaround) is refused
+when the template is saved.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -30,6 +37,7 @@ TYPES = ("text", "name", "choice", "number", "image")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z0-9_]{0,31})\}")
 TEXT_MAX_LENGTH = 2000
+PATTERN_MAX_LENGTH = 256
 _MAX_LENGTH = {"text": TEXT_MAX_LENGTH, "name": NAME_MAX_LENGTH}
 _DEFAULT_MAX_LENGTH = {"text": 200, "name": NAME_MAX_LENGTH}
 _LINE_BREAKS = frozenset("\n\r\u2028\u2029\x85\x0b\x0c")
@@ -87,12 +95,12 @@ def definition_errors(variables: Any) -> dict[str, str]:
                 value = var.get(key)
                 if value is not None and (not _is_int(value) or not 0 <= value <= limit):
                     errors[f"{path}.{key}"] = f"Must be a whole number from 0 to {limit}."
-            pattern = var.get("pattern")
-            if pattern is not None:
+            if var.get("pattern") is not None:
                 try:
-                    re.compile(pattern)
-                except (re.error, TypeError):
-                    errors[f"{path}.pattern"] = "Not a valid regular expression."
+                    compile_pattern(var["pattern"])
+                except PatternRejected as exc:
+                    label = f"'{name}'" if isinstance(name, str) else f"{i + 1}"
+                    errors[f"{path}.pattern"] = f"Variable {label}: {exc}"
         elif kind == "choice":
             choices = var.get("choices")
             if (
@@ -113,6 +121,63 @@ def definition_errors(variables: Any) -> dict[str, str]:
             )
             errors.update(default_errors)
     return errors
+
+
+class PatternRejected(ValueError):
+    """A tenant's pattern that is not run: too long, or outside what RE2 can compile."""
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the tenant's mistake, not a log line
+_RE2_REASONS = (
+    *(
+        (f"invalid escape sequence: \\{digit}", "backreferences such as \\1 are not supported")
+        for digit in "123456789"
+    ),
+    ("invalid perl operator: (?=", "lookahead (?=…) is not supported"),
+    ("invalid perl operator: (?!", "negative lookahead (?!…) is not supported"),
+    ("invalid perl operator: (?<=", "lookbehind (?<=…) is not supported"),
+    ("invalid perl operator: (?<!", "negative lookbehind (?<!…) is not supported"),
+    ("pattern too large", "the pattern is too large; use max_length rather than a long {n,m}"),
+)
+
+
+def compile_pattern(pattern: Any) -> Any:
+    """A tenant's text pattern compiled with RE2, whose matching is linear in the text.
+
+    RE2 has no backreferences or lookaround, the features that let a pattern such as
+    ``(a+)+$`` take exponential time in Python's ``re``; such a pattern is refused with the
+    reason. ``\\d`` and ``\\w`` are ASCII in RE2; ``\\p{Han}`` and ``\\p{L}`` name scripts and
+    letters. Compiled patterns are cached by the re2 module.
+    """
+    if not isinstance(pattern, str):
+        raise PatternRejected("the pattern must be text")
+    if len(pattern) > PATTERN_MAX_LENGTH:
+        raise PatternRejected(
+            f"the pattern is {len(pattern)} characters long; the limit is {PATTERN_MAX_LENGTH}"
+        )
+    if "(?P=" in pattern:
+        raise PatternRejected(
+            "named backreferences such as (?P=name) are not supported. Patterns use RE2 syntax, "
+            "which always matches in linear time."
+        )
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except UnicodeEncodeError:
+        raise PatternRejected(
+            "the pattern contains an invalid character (a lone surrogate)"
+        ) from None
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        reason = next(
+            (known for prefix, known in _RE2_REASONS if str(detail).startswith(prefix)),
+            f"not a valid pattern ({detail})",
+        )
+        raise PatternRejected(
+            f"{reason}. Patterns use RE2 syntax, which always matches in linear time."
+        ) from None
 
 
 def placeholder_errors(text: str, variables: list[dict], field_name: str) -> dict[str, str]:
@@ -202,9 +267,17 @@ def _clean_one(
             return {path: f"At most {max_length} characters (got {len(text)})."}, None
         if len(text) < min_length:
             return {path: f"At least {min_length} characters."}, None
-        pattern = var.get("pattern")
-        if pattern and not re.fullmatch(pattern, text):
-            return {path: "Does not match the allowed pattern for this variable."}, None
+        if var.get("pattern"):
+            try:
+                matcher = compile_pattern(var["pattern"])
+            except PatternRejected as exc:
+                # Saved before patterns were compiled with RE2: refuse rather than backtrack.
+                return {
+                    path: f"This variable's pattern can no longer be used ({exc}); "
+                    "an editor must change it in the template."
+                }, None
+            if matcher.fullmatch(text) is None:
+                return {path: "Does not match the allowed pattern for this variable."}, None
         return {}, text
     if kind == "choice":
         if value not in var.get("choices", []):

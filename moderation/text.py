@@ -787,7 +787,12 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], float, Any], ...] = (
     ),
     (
         "email",
-        re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE),
+        # Starts only where a local part can start, and takes it possessively: otherwise a
+        # long run without "@" is rescanned from each of its characters (quadratic).
+        re.compile(
+            r"(?<![a-z0-9._%+-])[a-z0-9._%+-]++@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}",
+            re.IGNORECASE,
+        ),
         0.7,
         None,
     ),

@@ -203,11 +203,13 @@ def test_it_rejects_nul_bytes_in_a_csv():
     assert str(rejected).startswith("The file contains NUL bytes, so it is not a text CSV")
 
 
-def test_it_rejects_text_that_is_neither_utf8_nor_gbk():
-    rejected = rejection(b"name,age\nAnn\xff,12\n")
+def test_it_rejects_text_that_reads_as_none_of_the_spreadsheet_encodings():
+    rejected = rejection(b"name,age\nAnn\x81\x8d,12\n")
 
     assert rejected.code == "roster_encoding"
-    assert str(rejected).startswith("The file's text is not UTF-8, UTF-16 or GBK")
+    assert str(rejected).startswith(
+        "The file's text is not UTF-8, UTF-16, GBK/GB18030, Big5, Shift-JIS or Windows-1252"
+    )
 
 
 def test_it_rejects_a_web_page_named_xls():
