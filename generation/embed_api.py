@@ -219,16 +219,39 @@ class EmbedJobSerializer(serializers.Serializer):
     template = serializers.UUIDField(source="template_id")
     state = serializers.CharField()
     progress = serializers.IntegerField()
-    queue_position = serializers.SerializerMethodField()
-    eta_s = serializers.FloatField(allow_null=True)
+    queue_position = serializers.SerializerMethodField(
+        help_text="Jobs its pool takes before this one (0: next); null once it left the queue."
+    )
+    eta_s = serializers.SerializerMethodField(
+        help_text="Seconds until the video should be ready, from measured throughput."
+    )
+    eta_at = serializers.SerializerMethodField(help_text="When the video should be ready.")
     error = serializers.SerializerMethodField()
     video = serializers.SerializerMethodField()
     poster = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
 
+    def _eta(self, job: Job) -> selectors.JobEta:
+        # The same estimate the tenant's own API shows, one estimator per response.
+        estimator = self.context.setdefault("eta_estimator", selectors.EtaEstimator())
+        known = self.context.setdefault("etas", {})
+        if job.pk not in known:
+            known[job.pk] = estimator.estimate(job)
+        return known[job.pk]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_queue_position(self, job: Job) -> int | None:
-        return selectors.queue_position(job=job)
+        return self._eta(job).queue_position
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_eta_s(self, job: Job) -> float | None:
+        return self._eta(job).eta_s
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_eta_at(self, job: Job) -> str | None:
+        eta_at = self._eta(job).eta_at
+        return serializers.DateTimeField().to_representation(eta_at) if eta_at else None
 
     @extend_schema_field(
         inline_serializer(

@@ -36,6 +36,7 @@ EMBED_FIELDS = {
     "progress",
     "queue_position",
     "eta_s",
+    "eta_at",
     "error",
     "video",
     "poster",
