@@ -128,7 +128,13 @@ def test_the_live_stream_shows_state_only_by_key_and_by_job_token(storefront, is
         data = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
         states = [item for item in data if "progress" in item]
         assert states == [
-            {"state": "succeeded", "progress": 100, "eta_s": None, "queue_position": None}
+            {
+                "state": "succeeded",
+                "progress": 100,
+                "eta_s": None,
+                "eta_at": None,
+                "queue_position": None,
+            }
         ]
 
 
