@@ -23,6 +23,7 @@ from config.problems import Problem
 from generation import live, selectors, services, storefront
 from generation.delivery import signed_link
 from generation.embed_api import EmbedJobSerializer
+from generation.eta_fields import JobEtaFields
 from generation.models import BrandKit, DeletionReceipt, Job, JobState, Priority, Template
 from moderation.services import ContentBlocked
 from tenants.models import Role
@@ -165,21 +166,12 @@ class TransitionSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class JobSerializer(serializers.Serializer):
+class JobSerializer(JobEtaFields):
     id = serializers.UUIDField()
     template = serializers.UUIDField(source="template_id")
     template_version = serializers.IntegerField(source="template_version.number")
     state = serializers.CharField()
     progress = serializers.IntegerField()
-    queue_position = serializers.SerializerMethodField(
-        help_text="Jobs its pool takes before this one (0: next, or handed to a worker); "
-        "null once it left the queue."
-    )
-    eta_s = serializers.SerializerMethodField(
-        help_text="Seconds until the video should be ready, from measured throughput; null "
-        "when final or waiting for review."
-    )
-    eta_at = serializers.SerializerMethodField(help_text="When the video should be ready.")
     priority = serializers.IntegerField()
     pool = serializers.CharField()
     values = serializers.SerializerMethodField()
@@ -206,27 +198,6 @@ class JobSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     transitions = serializers.SerializerMethodField()
-
-    def _eta(self, job: Job) -> selectors.JobEta:
-        # One estimator per response: a page of jobs reads each pool's load once.
-        estimator = self.context.setdefault("eta_estimator", selectors.EtaEstimator())
-        known = self.context.setdefault("etas", {})
-        if job.pk not in known:
-            known[job.pk] = estimator.estimate(job)
-        return known[job.pk]
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_queue_position(self, job: Job) -> int | None:
-        return self._eta(job).queue_position
-
-    @extend_schema_field(serializers.FloatField(allow_null=True))
-    def get_eta_s(self, job: Job) -> float | None:
-        return self._eta(job).eta_s
-
-    @extend_schema_field(serializers.DateTimeField(allow_null=True))
-    def get_eta_at(self, job: Job) -> str | None:
-        eta_at = self._eta(job).eta_at
-        return serializers.DateTimeField().to_representation(eta_at) if eta_at else None
 
     def get_values(self, job: Job) -> dict:
         # Stored image keys are internal; the API shows which variable held an image.

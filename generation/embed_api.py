@@ -30,6 +30,7 @@ from rest_framework.response import Response
 from config.security import client_ip
 from generation import selectors, storefront
 from generation.delivery import signed_link
+from generation.eta_fields import JobEtaFields
 from generation.models import Job, JobState, Template, TemplateVersion
 from tenants.models import ApiKey, Role
 from tenants.scoping import TenantScopedViewSet
@@ -211,7 +212,7 @@ EmbedLinkSerializer = inline_serializer(
 )
 
 
-class EmbedJobSerializer(serializers.Serializer):
+class EmbedJobSerializer(JobEtaFields):
     """A job as a storefront sees it: where it is, and the video once it is ready. Nothing of
     the template's internals (prompts, shots, model, seed, values, tags, the end user)."""
 
@@ -219,39 +220,11 @@ class EmbedJobSerializer(serializers.Serializer):
     template = serializers.UUIDField(source="template_id")
     state = serializers.CharField()
     progress = serializers.IntegerField()
-    queue_position = serializers.SerializerMethodField(
-        help_text="Jobs its pool takes before this one (0: next); null once it left the queue."
-    )
-    eta_s = serializers.SerializerMethodField(
-        help_text="Seconds until the video should be ready, from measured throughput."
-    )
-    eta_at = serializers.SerializerMethodField(help_text="When the video should be ready.")
     error = serializers.SerializerMethodField()
     video = serializers.SerializerMethodField()
     poster = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
-
-    def _eta(self, job: Job) -> selectors.JobEta:
-        # The same estimate the tenant's own API shows, one estimator per response.
-        estimator = self.context.setdefault("eta_estimator", selectors.EtaEstimator())
-        known = self.context.setdefault("etas", {})
-        if job.pk not in known:
-            known[job.pk] = estimator.estimate(job)
-        return known[job.pk]
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_queue_position(self, job: Job) -> int | None:
-        return self._eta(job).queue_position
-
-    @extend_schema_field(serializers.FloatField(allow_null=True))
-    def get_eta_s(self, job: Job) -> float | None:
-        return self._eta(job).eta_s
-
-    @extend_schema_field(serializers.DateTimeField(allow_null=True))
-    def get_eta_at(self, job: Job) -> str | None:
-        eta_at = self._eta(job).eta_at
-        return serializers.DateTimeField().to_representation(eta_at) if eta_at else None
 
     @extend_schema_field(
         inline_serializer(

@@ -27,15 +27,7 @@ class ApiKeySerializer(serializers.Serializer):
     revoked_at = serializers.DateTimeField(allow_null=True)
 
 
-class ApiKeyCreateSerializer(StrictSerializer):
-    kind = serializers.ChoiceField(choices=ApiKey.Kind.choices)
-    name = serializers.CharField(max_length=100)
-    allowed_origins = serializers.ListField(
-        child=serializers.URLField(), required=False, max_length=20
-    )
-    allowed_template_ids = serializers.ListField(
-        child=serializers.UUIDField(), required=False, max_length=100
-    )
+class StorefrontBudgetSerializer(StrictSerializer):
     storefront_jobs_per_hour = serializers.IntegerField(
         required=False,
         allow_null=True,
@@ -51,6 +43,17 @@ class ApiKeyCreateSerializer(StrictSerializer):
         max_value=10_000_000,
         help_text="Publishable keys: jobs the storefront may create in any rolling 24 hours "
         "(null: no limit).",
+    )
+
+
+class ApiKeyCreateSerializer(StorefrontBudgetSerializer):
+    kind = serializers.ChoiceField(choices=ApiKey.Kind.choices)
+    name = serializers.CharField(max_length=100)
+    allowed_origins = serializers.ListField(
+        child=serializers.URLField(), required=False, max_length=20
+    )
+    allowed_template_ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, max_length=100
     )
 
     def validate(self, attrs):
@@ -71,25 +74,6 @@ class ApiKeyCreateSerializer(StrictSerializer):
                     )
             attrs["allowed_origins"] = [o.rstrip("/") for o in attrs["allowed_origins"]]
         return attrs
-
-
-class StorefrontBudgetSerializer(StrictSerializer):
-    storefront_jobs_per_hour = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=0,
-        max_value=1_000_000,
-        help_text="Publishable keys: jobs the storefront may create in any rolling hour "
-        "(null: no limit). Over it, 429 storefront_budget_exceeded.",
-    )
-    storefront_jobs_per_day = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=0,
-        max_value=10_000_000,
-        help_text="Publishable keys: jobs the storefront may create in any rolling 24 hours "
-        "(null: no limit).",
-    )
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
