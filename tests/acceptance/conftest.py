@@ -233,7 +233,7 @@ def platform_server(request, tmp_path_factory, fake_stripe, s3_store):
     finally:
         sock.close()
         for service in platform.services.values():
-            service.stop(grace_s=10)
+            service.stop()
         if request.session.testsfailed > failed_before:
             print(f"\n=== acceptance platform logs ({log_dir})\n{platform.logs(3000)}")
         if pg_name:

@@ -3,6 +3,9 @@ allowed origin, as the README's storefront flow lists them; any other origin is 
 
 from __future__ import annotations
 
+import json
+import time
+
 import requests
 
 
@@ -10,6 +13,29 @@ def _from(origin: str, key: str) -> requests.Session:
     session = requests.Session()
     session.headers.update({"Authorization": f"Bearer {key}", "Origin": origin})
     return session
+
+
+def _stream_states(url: str, *, origin: str, timeout_s: float) -> list[str]:
+    """The ``state`` of every ``state`` event of a server-sent-events stream, read until its
+    ``end`` event."""
+    states: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    with requests.get(
+        url, headers={"Origin": origin, "Accept": "text/event-stream"}, stream=True, timeout=60
+    ) as response:
+        assert response.status_code == 200, response.text[:500]
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        event = ""
+        for line in response.iter_lines(decode_unicode=True):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no end event within {timeout_s} s; states: {states}")
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+                if event == "end":
+                    return states
+            elif line.startswith("data: ") and event == "state":
+                states.append(json.loads(line[len("data: ") :])["state"])
+    raise AssertionError(f"the stream closed without an end event; states: {states}")
 
 
 def test_a_shopper_makes_a_video_through_the_storefront_flow(platform_server, shop):
@@ -52,8 +78,13 @@ def test_a_shopper_makes_a_video_through_the_storefront_flow(platform_server, sh
     # 3. a token for the live status stream, or poll
     token = browser.post(f"{p.url}/api/v1/jobs/{job_id}/events-token/", timeout=30)
     assert token.status_code == 200, token.text
-    assert token.json()["url"].startswith(f"{p.url}/api/v1/jobs/{job_id}/events/?token=")
-    done = p.wait_for_job(browser, job_id, states=("succeeded",), timeout_s=300)
+    stream_url = token.json()["url"]
+    assert stream_url.startswith(f"{p.url}/api/v1/jobs/{job_id}/events/?token=")
+    # What the shopper's EventSource reads (no Authorization header: the token is the key),
+    # until the stream says it is over.
+    states = _stream_states(stream_url, origin=origin, timeout_s=300)
+    assert states[-1] == "succeeded", states
+    done = p.wait_for_job(browser, job_id, states=("succeeded",), timeout_s=30)
     assert done["values"]["shopper"] == "Ada"
 
     # 4. signed links to the video
