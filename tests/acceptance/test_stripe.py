@@ -24,6 +24,11 @@ def test_checkout_subscribes_the_tenant_through_stripe_s_webhooks(
     assert fake_stripe.deliveries and {outcome for _, outcome in fake_stripe.deliveries} == {200}
     invoices = owner.get(f"{platform_server.url}/api/v1/billing/invoices/", timeout=30).json()
     assert [i["status"] for i in invoices] == ["paid"]
+    assert invoices[0]["hosted_invoice_url"].startswith(f"{fake_stripe.url}/i/in_")
+    # The owner can manage payment in Stripe's Customer Portal.
+    portal = owner.post(f"{platform_server.url}/api/v1/billing/portal/", timeout=30)
+    assert portal.status_code == 200, portal.text
+    assert portal.json()["url"].startswith(f"{fake_stripe.url}/portal/bps_")
 
 
 def _event(event_type: str, obj: dict) -> str:

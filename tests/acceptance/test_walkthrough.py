@@ -63,6 +63,31 @@ def test_the_readme_api_walkthrough_works_as_written(platform_server, walkthroug
     assert requests.get(forged, timeout=30).status_code == 403
 
 
+def test_an_admin_deletes_the_walkthrough_s_files_with_a_receipt(
+    platform_server, owner, walkthrough
+):
+    """`DELETE /api/v1/jobs/{id}/` (admin+): every file goes from the store, a receipt says
+    which; the signed links stop working and the download answers 410."""
+    p = platform_server
+    job_id = walkthrough.created.json()["id"]
+    video_url = walkthrough.links.json()["video"]["url"]
+    assert requests.get(video_url, headers={"Range": "bytes=0-0"}, timeout=30).status_code == 206
+    # A secret key acts as an editor: not enough.
+    assert p.school_api().delete(f"{p.url}/api/v1/jobs/{job_id}/", timeout=30).status_code == 403
+
+    answer = owner.delete(f"{p.url}/api/v1/jobs/{job_id}/", timeout=60)
+    assert answer.status_code == 200, answer.text
+    receipt = answer.json()
+    assert (receipt["job_id"], receipt["reason"]) == (job_id, "tenant_request")
+    names = sorted(f["key"].rsplit("/", 1)[1] for f in receipt["files"])
+    assert {"video.mp4", "poster.jpg", "preview.webp", "subtitles.srt", "subtitles.vtt"} <= set(
+        names
+    ), names
+    assert requests.get(video_url, timeout=30).status_code == 404
+    gone = p.school_api().get(f"{p.url}/api/v1/jobs/{job_id}/download/", timeout=30)
+    assert gone.status_code == 410
+
+
 def test_the_same_idempotency_key_with_another_body_is_refused(platform_server, walkthrough):
     p = platform_server
     other = {**WALKTHROUGH_BODY, "values": {"name": "小明", "virtue": "honesty"}}
