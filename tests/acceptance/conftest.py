@@ -176,7 +176,7 @@ def platform_server(request, tmp_path_factory, fake_stripe, s3_store):
         log_dir=log_dir,
         demo={},
         storefront_origin=STOREFRONT_ORIGIN,
-        extras={"s3": s3_store, "database": env.get("DATABASE_URL", "sqlite")},
+        extras={"s3": s3_store},
     )
     failed_before = request.session.testsfailed
     try:
