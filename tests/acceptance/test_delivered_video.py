@@ -41,8 +41,9 @@ def test_the_video_decodes_as_h264_and_aac(mp4):
         assert video.average_rate == 24
         assert audio.codec_context.name == "aac"
         frames = sum(1 for _ in container.decode(video=0))
-    # The template's three 2 s shots at 24 fps, joined by two 0.3 s cross-fades.
-    assert frames == 3 * 48 - 2 * round(0.3 * 24)
+    # The finishing pass's 2 s title card, then the template's three 2 s shots at 24 fps,
+    # joined by two 0.3 s cross-fades.
+    assert frames == 48 + 3 * 48 - 2 * round(0.3 * 24)
     with av.open(io.BytesIO(mp4)) as container:
         samples = sum(f.samples for f in container.decode(audio=0))
     assert samples > 0
@@ -122,12 +123,14 @@ def test_c2pa_s_own_reader_validates_the_manifest(mp4, platform_server):
 
 
 def test_delivered_video_shows_one_caption_block(mp4, walkthrough):
-    """The first shot's subtitle is burned in as one block of text at the bottom."""
+    """Each shot's subtitle is burned in as one block of text at the bottom (the preview
+    backend once drew its own caption under it: two overlapping blocks), and the title card
+    before the first shot has none."""
     from tests.support.video_checks import caption_blocks, decode_frame_at
 
-    srt_start = 1.0  # inside the first shot, after the first cross-fade
-    frame = decode_frame_at(mp4, srt_start)
-    blocks = caption_blocks(frame)
-    assert len(blocks) == 1, blocks
-    top, bottom = blocks[0]
-    assert top > HEIGHT // 2 and bottom <= HEIGHT
+    assert caption_blocks(decode_frame_at(mp4, 1.0)) == []  # the 2 s title card
+    for middle in (3.0, 4.7, 6.4):  # the middle of each 2 s shot after the title card
+        blocks = caption_blocks(decode_frame_at(mp4, middle))
+        assert len(blocks) == 1, (middle, blocks)
+        top, bottom = blocks[0]
+        assert top > HEIGHT // 2 and bottom <= HEIGHT

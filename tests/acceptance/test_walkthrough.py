@@ -22,11 +22,12 @@ def test_the_readme_api_walkthrough_works_as_written(platform_server, walkthroug
     slugs = [t["slug"] for t in walkthrough.templates.json()["results"]]
     assert slugs == ["courage-story"]
 
-    # create a job -> 201 {"id": "…", "state": "queued", "queue_position": 1, "shots": [...]}
+    # create a job -> 201 {"id": "…", "state": "queued", "queue_position": 0, "eta_s": …}
     created = walkthrough.created.json()
     assert walkthrough.created.status_code == 201
     assert created["state"] == "queued"
-    assert created["queue_position"] == 1
+    assert created["queue_position"] == 0  # no job ahead of it
+    assert created["eta_s"] > 0
     assert created["values"] == {**WALKTHROUGH_BODY["values"], "place": "the school playground"}
     assert created["model"] == "preview"
     assert len(created["shots"]) == 3
