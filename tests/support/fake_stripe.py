@@ -2,7 +2,9 @@
 
 The real ``stripe`` SDK talks to it over HTTP (``StripeClient(base_addresses=...)``), so the
 request encoding, headers, retries, timeouts and error classes under test are the SDK's own.
-None of the public fakes covers Billing Meters (see /work/shared/notes/stripe.md), hence this.
+None of the public fakes covers Billing Meters (localstripe has customers, plans and invoices
+but no Prices, meters or idempotency keys; stripe-stateful-mock has no meters, invoices or
+webhooks), hence this.
 
 Faithful to Stripe's documented behaviour for what Reelcast uses:
 
