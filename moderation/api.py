@@ -362,5 +362,20 @@ class TraceViewSet(OperatorViewSet):
                     {"distance": distance, **_job_summary(record)}
                     for record, distance in answer.matches
                 ],
+                "c2pa": _manifest_summary(answer.manifest),
             }
         )
+
+
+def _manifest_summary(manifest) -> dict | None:
+    """The copy's C2PA manifest: embedded, or recovered through the watermark (soft binding)."""
+    if manifest is None:
+        return None
+    return {
+        "source": manifest.source,
+        "note": manifest.note,
+        "validation_state": manifest.validation_state,
+        "failures": manifest.failures,
+        "soft_binding": {"alg": manifest.soft_binding_alg, "match": manifest.soft_binding_match},
+        "manifest_store": manifest.store,
+    }

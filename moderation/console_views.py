@@ -581,6 +581,10 @@ def trace(request: HttpRequest) -> HttpResponse:
             "frames_used": detection.frames_used,
             "exact": _traced(found) if found else None,
             "matches": [_traced(record, distance) for record, distance in answer.matches],
+            "manifest": answer.manifest,
+            "manifest_json": json.dumps(answer.manifest.store, indent=2, sort_keys=True)
+            if answer.manifest
+            else "",
         }
     )
     return _page(request, "console/trace.html", context)

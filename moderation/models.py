@@ -375,8 +375,8 @@ class AuditEntry(models.Model):
 
 class ProvenanceRecord(TenantOwnedModel):
     """How a delivered video can be recognised again: the payload its invisible watermark
-    carries, its perceptual fingerprint (PDQ hashes) and whether its C2PA manifest was signed.
-    One per job; the trace tool resolves a leaked copy to this row."""
+    carries, its perceptual fingerprint (PDQ hashes) and its signed C2PA manifest (that of the
+    primary output; variants carry their own, with the same soft binding). One per job; the trace tool resolves a leaked copy to this row."""
 
     job = models.OneToOneField(
         "generation.Job", on_delete=models.CASCADE, related_name="provenance"
@@ -384,6 +384,11 @@ class ProvenanceRecord(TenantOwnedModel):
     watermark_payload = models.BigIntegerField(unique=True)
     fingerprint = models.BinaryField()  # n x 32 bytes of PDQ hashes
     c2pa_signed = models.BooleanField(default=False)
+    # The delivered video's signed C2PA manifest store, kept apart from the video: the raw
+    # JUMBF bytes c2pa wrote, and the store as c2pa's Reader gave it back on the delivered file.
+    # A copy that lost its manifest gets it back through the watermark (the soft binding).
+    c2pa_manifest = models.BinaryField(default=b"", blank=True)
+    c2pa_manifest_json = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -21,7 +21,15 @@ from django.conf import settings
 from django.db import connection
 
 from moderation.models import ProvenanceRecord
-from moderation.provenance.c2pa_sign import ManifestFields, Signer, sign_mp4
+from moderation.provenance.c2pa_sign import (
+    SOFT_BINDING_ALG,
+    ManifestFields,
+    Signer,
+    manifest_in_upload,
+    read_manifest,
+    sign_mp4_keeping_manifest,
+    soft_binding_payloads,
+)
 from moderation.provenance.devcert import generate_dev_chain, load_credentials, write_dev_chain
 from moderation.provenance.fingerprint import FingerprintIndex, VideoHasher
 from moderation.provenance.trace import TraceResult, trace
@@ -46,10 +54,13 @@ def watermark_payload(job) -> int:
 
 @dataclass
 class ProvenanceHooks:
-    """The frame hooks the finishing pass runs last on every frame, and what they gathered."""
+    """The frame hooks the finishing pass runs last on every frame, and what they gathered;
+    ``seal`` adds the signed manifest store (raw bytes, and as c2pa's Reader reads it back)."""
 
     payload: int
     hasher: VideoHasher
+    manifest_bytes: bytes = b""
+    manifest_store: dict | None = None
 
     def frame_hooks(self):
         mark = make_frame_hook(self.payload, watermark_key())
@@ -109,7 +120,17 @@ def seal(job, mp4: bytes, hooks: ProvenanceHooks) -> bytes:
         job_reference=job.id.hex,
     )
     with _signer_lock:  # one signer per process, used by one thread at a time
-        return sign_mp4(mp4, manifest_fields=fields, signer=_signer())
+        signed = sign_mp4_keeping_manifest(mp4, manifest_fields=fields, signer=_signer())
+    read_back = read_manifest(signed.mp4, trust_anchors_pem=trust_anchors())
+    hooks.manifest_bytes = signed.manifest_bytes
+    hooks.manifest_store = read_back["store"] if read_back else None
+    return signed.mp4
+
+
+def trust_anchors() -> str | None:
+    """The root our signing chain ends in, where the credentials directory has it."""
+    root = c2pa_dir() / "root-ca.pem"
+    return root.read_text() if root.exists() else None
 
 
 def provenance_record(*, job, hooks: ProvenanceHooks, extra_hashes=()) -> ProvenanceRecord:
@@ -125,6 +146,8 @@ def provenance_record(*, job, hooks: ProvenanceHooks, extra_hashes=()) -> Proven
             "watermark_payload": hooks.payload,
             "fingerprint": hashes.tobytes(),
             "c2pa_signed": True,
+            "c2pa_manifest": hooks.manifest_bytes,
+            "c2pa_manifest_json": hooks.manifest_store,
         },
     )
     return record  # the trace index reads it from the database on the next trace
@@ -265,15 +288,42 @@ def decode_upload(data: bytes, *, max_frames: int = 240) -> tuple[list[np.ndarra
     return frames, fps
 
 
+def _active_manifest(store: dict) -> dict:
+    return store.get("manifests", {}).get(store.get("active_manifest"), {})
+
+
+SOFT_BINDING_NOTE = "manifest recovered from the watermark (soft binding)"
+
+
+@dataclass(frozen=True)
+class ManifestAnswer:
+    """The C2PA manifest of a traced copy: the one embedded in it (``source`` "embedded"), or,
+    where it has none, the one we stored for the job its watermark names (``source``
+    "soft_binding"). ``validation_state`` and ``failures`` are c2pa's, for that manifest
+    against the copy's bytes: a recovered manifest's signature checks out, its hard binding
+    does not match a re-encoded copy. ``soft_binding_match``: the manifest's soft-binding
+    assertion declares the payload the copy's watermark decoded to."""
+
+    source: str
+    note: str
+    validation_state: str
+    failures: list[str]
+    soft_binding_alg: str | None
+    soft_binding_match: bool
+    store: dict
+
+
 @dataclass(frozen=True)
 class TraceAnswer:
     watermark_record: ProvenanceRecord | None
     matches: list[tuple[ProvenanceRecord, int]]
     result: TraceResult
+    manifest: ManifestAnswer | None = None
 
 
 def provenance_trace(*, data: bytes) -> TraceAnswer:
-    """Which delivered video is this copy? Watermark first (exact), fingerprints beside it."""
+    """Which delivered video is this copy? Watermark first (exact), fingerprints beside it,
+    and its C2PA manifest: embedded, or recovered through the watermark where it was lost."""
     frames, fps = decode_upload(data, max_frames=settings.REELCAST_TRACE_MAX_FRAMES)
     result = trace(frames, fps, key=watermark_key(), index=_index().refresh())
     exact = None
@@ -286,7 +336,46 @@ def provenance_trace(*, data: bytes) -> TraceAnswer:
             .first()
         )
     return TraceAnswer(
-        watermark_record=exact, matches=matched_records(result.matches), result=result
+        watermark_record=exact,
+        matches=matched_records(result.matches),
+        result=result,
+        manifest=_manifest_answer(data, result.watermark_payload, exact),
+    )
+
+
+def _manifest_answer(
+    data: bytes, payload: int | None, record: ProvenanceRecord | None
+) -> ManifestAnswer | None:
+    embedded = manifest_in_upload(data, trust_anchors_pem=trust_anchors())
+    if embedded is not None:
+        source, note, read = "embedded", "manifest embedded in the file", embedded
+    elif record is not None and record.c2pa_manifest:
+        read = manifest_in_upload(
+            data, trust_anchors_pem=trust_anchors(), manifest_bytes=bytes(record.c2pa_manifest)
+        )
+        if read is None:  # c2pa cannot read this container: the stored store, unvalidated
+            read = {
+                "validation_state": "Unknown",
+                "failures": [],
+                "soft_binding_payloads": soft_binding_payloads(
+                    _active_manifest(record.c2pa_manifest_json or {})
+                ),
+                "store": record.c2pa_manifest_json or {},
+            }
+        source, note = "soft_binding", SOFT_BINDING_NOTE
+    else:
+        return None
+    declared = read["soft_binding_payloads"]
+    return ManifestAnswer(
+        source=source,
+        note=note,
+        validation_state=read["validation_state"],
+        failures=read["failures"],
+        soft_binding_alg=SOFT_BINDING_ALG if declared else None,
+        soft_binding_match=payload is not None and payload in declared,
+        store=record.c2pa_manifest_json
+        if source == "soft_binding" and record is not None and record.c2pa_manifest_json
+        else read["store"],
     )
 
 

@@ -5,6 +5,12 @@ it was made by a trained algorithm (``c2pa.created`` with the IPTC ``trainedAlgo
 source type), by which generator and model, and which watermark payload and fingerprint it
 carries; changing one byte of the media after signing makes validation fail.
 
+The watermark is also declared the way C2PA 2.x says a soft binding is: a ``c2pa.soft-binding``
+assertion (``alg`` names the algorithm, one block whose empty ``scope`` covers the whole video and
+whose ``value`` is the 8-byte big-endian payload the watermark carries in every frame). A copy
+that lost its manifest (re-encoded, stripped) still carries the watermark, and the watermark
+finds the manifest again in our store (``manifest_bytes`` of a signing, kept per job).
+
 Signing must be the very last write: the manifest's hard binding (``c2pa.hash.bmff``) covers
 every other box, so anything written afterwards invalidates it. c2pa inserts its ``uuid`` box
 before ``moov``, so a faststart file (moov before mdat) stays faststart.
@@ -20,6 +26,7 @@ This is the only module that imports c2pa.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import io
 import json
@@ -37,6 +44,9 @@ GENERATOR_NAME = "Reelcast"
 PROVENANCE_LABEL = "com.reelcast.provenance"
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 WATERMARK_SCHEME = "reelcast-luma-spread-spectrum-v1"
+SOFT_BINDING_LABEL = "c2pa.soft-binding"
+# Ours, not (yet) on the C2PA soft-binding algorithm list: a reverse-domain name, as it asks.
+SOFT_BINDING_ALG = "org.reelcast.watermark.v1"
 
 _OFFLINE_SETTINGS: dict[str, Any] = {
     "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
@@ -138,8 +148,38 @@ def manifest_definition(fields: ManifestFields) -> dict[str, Any]:
                 },
             },
             {"label": PROVENANCE_LABEL, "data": provenance},
+            {"label": SOFT_BINDING_LABEL, "data": soft_binding(fields.watermark_payload)},
         ],
     }
+
+
+def soft_binding(payload: int) -> dict[str, Any]:
+    """The ``c2pa.soft-binding`` assertion's data for a watermark carrying ``payload``.
+
+    ``value`` is a byte string in the spec's CDDL; c2pa takes it from JSON as a list of byte
+    values and its Reader gives it back base64-encoded. The empty scope is the whole asset:
+    the watermark is in every frame.
+    """
+    return {
+        "alg": SOFT_BINDING_ALG,
+        "name": "Reelcast invisible watermark: the job's 64-bit payload in every frame",
+        "blocks": [{"scope": {}, "value": list(payload.to_bytes(8, "big"))}],
+    }
+
+
+def soft_binding_payloads(manifest: dict) -> list[int]:
+    """The watermark payloads our soft-binding assertions in ``manifest`` (one manifest of a
+    Reader's store) declare."""
+    payloads = []
+    for assertion in manifest.get("assertions", []):
+        data = assertion.get("data") or {}
+        if assertion.get("label") != SOFT_BINDING_LABEL or data.get("alg") != SOFT_BINDING_ALG:
+            continue
+        for block in data.get("blocks", []):
+            value = base64.b64decode(block.get("value", ""))
+            if len(value) == 8:
+                payloads.append(int.from_bytes(value, "big"))
+    return payloads
 
 
 def _context(trust_anchors_pem: str | None = None) -> c2pa.Context:
@@ -149,13 +189,30 @@ def _context(trust_anchors_pem: str | None = None) -> c2pa.Context:
     return c2pa.Context.from_dict(settings)
 
 
+@dataclass(frozen=True)
+class Signed:
+    """A signed MP4 and the manifest store embedded in it, as the raw JUMBF bytes c2pa wrote
+    (what a Reader takes as ``manifest_data`` to read it apart from the asset)."""
+
+    mp4: bytes
+    manifest_bytes: bytes
+
+
 def sign_mp4(mp4_bytes: bytes, *, manifest_fields: ManifestFields, signer: Signer) -> bytes:
     """The MP4 with a signed C2PA manifest embedded (time-stamped when the signer has a
     time-stamp authority); raises SigningError if it cannot, time stamp included."""
+    return sign_mp4_keeping_manifest(mp4_bytes, manifest_fields=manifest_fields, signer=signer).mp4
+
+
+def sign_mp4_keeping_manifest(
+    mp4_bytes: bytes, *, manifest_fields: ManifestFields, signer: Signer
+) -> Signed:
+    """``sign_mp4``, also returning the manifest store's bytes, to be kept apart from the
+    video so that a copy which lost its manifest can be given it back (soft binding)."""
     builder = c2pa.Builder(manifest_definition(manifest_fields), context=_context())
     try:
         output = io.BytesIO()
-        builder.sign(signer._signer, MIME_TYPE, io.BytesIO(mp4_bytes), output)
+        manifest_bytes = builder.sign(signer._signer, MIME_TYPE, io.BytesIO(mp4_bytes), output)
     except c2pa.C2paError as exc:
         if signer.timestamp_url:
             raise SigningError(
@@ -165,23 +222,39 @@ def sign_mp4(mp4_bytes: bytes, *, manifest_fields: ManifestFields, signer: Signe
         raise SigningError(f"C2PA signing failed: {exc}") from exc
     finally:
         builder.close()
-    return output.getvalue()
+    return Signed(mp4=output.getvalue(), manifest_bytes=bytes(manifest_bytes))
 
 
-def read_manifest(mp4_bytes: bytes, *, trust_anchors_pem: str | None = None) -> dict | None:
+def read_manifest(
+    mp4_bytes: bytes,
+    *,
+    trust_anchors_pem: str | None = None,
+    manifest_bytes: bytes | None = None,
+) -> dict | None:
     """The active manifest of an MP4 as c2pa's own Reader validates it, or None if it has none.
+
+    With ``manifest_bytes`` (a manifest store kept apart, as ``Signed.manifest_bytes``) that
+    store is read and validated against ``mp4_bytes`` instead of one embedded in it: its
+    signature still checks out on a re-encoded copy, its hard binding
+    (``assertion.bmffHash.mismatch``) does not.
 
     Keys: ``validation_state`` ("Trusted", "Valid" or "Invalid"), ``valid`` (the signature and
     every hash check out), ``trusted`` (and the chain ends in one of ``trust_anchors_pem``),
     ``failures`` (c2pa's failure codes), ``claim_generator`` ("Reelcast/0.1.0"), ``actions``,
     ``provenance`` (our assertion's data), ``signature`` and ``manifest`` (all of it), and
-    ``timestamp``: None without an RFC 3161 time stamp, else ``time`` (aware datetime),
+    ``soft_binding_payloads`` (what our ``c2pa.soft-binding`` assertions declare), ``store``
+    (the whole manifest store as the Reader gives it) and ``timestamp``: None without an RFC 3161 time stamp, else ``time`` (aware datetime),
     ``validated`` (its signature and imprint check out), ``trusted`` (the authority's chain ends
     in one of ``trust_anchors_pem``) and ``codes`` (c2pa's ``timeStamp.*`` codes). A time stamp
     that does not check out is informational to c2pa: it never makes the manifest invalid.
     """
     try:
-        reader = c2pa.Reader(MIME_TYPE, io.BytesIO(mp4_bytes), context=_context(trust_anchors_pem))
+        reader = c2pa.Reader(
+            MIME_TYPE,
+            io.BytesIO(mp4_bytes),
+            manifest_data=manifest_bytes,
+            context=_context(trust_anchors_pem),
+        )
     except c2pa.C2paError.ManifestNotFound:
         return None
     try:
@@ -207,10 +280,25 @@ def read_manifest(mp4_bytes: bytes, *, trust_anchors_pem: str | None = None) -> 
         "claim_generator": f"{generator.get('name', '')}/{generator.get('version', '')}",
         "actions": actions,
         "provenance": assertions.get(PROVENANCE_LABEL),
+        "soft_binding_payloads": soft_binding_payloads(manifest),
         "signature": manifest.get("signature_info", {}),
         "timestamp": _timestamp(manifest.get("signature_info", {}), results, successes),
         "manifest": manifest,
+        "store": store,
     }
+
+
+def manifest_in_upload(
+    data: bytes, *, trust_anchors_pem: str | None = None, manifest_bytes: bytes | None = None
+) -> dict | None:
+    """``read_manifest`` of an uploaded file that may be any video (a WebM, a MOV): None where
+    c2pa cannot read a manifest in it (or ``manifest_bytes`` against it), whatever the reason."""
+    try:
+        return read_manifest(
+            data, trust_anchors_pem=trust_anchors_pem, manifest_bytes=manifest_bytes
+        )
+    except c2pa.C2paError:
+        return None
 
 
 def _timestamp(signature: dict, results: dict, successes: list[str]) -> dict | None:

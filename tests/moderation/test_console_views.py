@@ -470,6 +470,9 @@ def test_the_trace_tool_finds_the_tenant_and_job_of_a_reencoded_copy(
     assert response.context["matches"][0]["job"].pk == job.pk
     page = response.content.decode()
     assert f'<code id="trace-job">{job.pk}</code>' in page and "Maple School" in page
+    assert '<article id="trace-manifest" data-source="soft_binding">' in page
+    assert "Manifest recovered from the watermark (soft binding)." in page
+    assert "matches the watermark" in page and job.id.hex in page
     entry = AuditEntry.objects.get(action="trace")
     assert (entry.actor_username, entry.job_id, entry.tenant_id) == ("moderator", job.pk, tenant.pk)
 

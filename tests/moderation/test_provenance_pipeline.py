@@ -4,10 +4,13 @@ re-encoded copy back to the tenant and job."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 from pathlib import Path
 
 import av
+import c2pa
 import numpy as np
 import pytest
 from django.conf import settings
@@ -19,7 +22,7 @@ from rest_framework.test import APIClient
 from generation.models import Job
 from generation.storage import get_bytes
 from moderation.models import AuditEntry, ProvenanceRecord
-from moderation.provenance.c2pa_sign import read_manifest
+from moderation.provenance.c2pa_sign import SOFT_BINDING_ALG, read_manifest
 from moderation.provenance.watermark import extract
 from moderation.provenance_service import watermark_key, watermark_payload
 from tests import factories
@@ -90,6 +93,30 @@ def test_a_delivered_video_is_watermarked_signed_and_fingerprinted(tenant, run_o
     assert read_manifest(bytes(tampered), trust_anchors_pem=root)["valid"] is False
 
 
+def test_a_delivered_video_s_manifest_declares_its_watermark_as_the_soft_binding(
+    tenant, run_on_commit
+):
+    job = _deliver(tenant, run_on_commit)
+    video = get_bytes(job.video_key)
+    reader = c2pa.Reader("video/mp4", io.BytesIO(video))
+    try:
+        store = json.loads(reader.json())
+    finally:
+        reader.close()
+    active = store["manifests"][store["active_manifest"]]
+    bindings = [a["data"] for a in active["assertions"] if a["label"] == "c2pa.soft-binding"]
+    assert [(b["alg"], len(b["blocks"])) for b in bindings] == [("org.reelcast.watermark.v1", 1)]
+    block = bindings[0]["blocks"][0]
+    assert block["scope"] == {}  # the whole video: the watermark is in every frame
+    assert base64.b64decode(block["value"]) == watermark_payload(job).to_bytes(8, "big")
+    assert extract(_frames(video), key=watermark_key()).payload == watermark_payload(job)
+
+    record = ProvenanceRecord.objects.get(job=job)  # kept apart from the video, for recovery
+    assert bytes(record.c2pa_manifest)[4:8] == b"jumb"
+    assert record.c2pa_manifest_json["active_manifest"] == store["active_manifest"]
+    assert record.c2pa_manifest_json["manifests"] == store["manifests"]
+
+
 @pytest.fixture
 def operator():
     user = get_user_model().objects.create_user("op", password="pw-for-tests-123", is_staff=True)
@@ -121,6 +148,52 @@ def test_an_operator_traces_a_reencoded_downscaled_copy_to_its_job(
     assert AuditEntry.objects.filter(action="trace", job_id=job.id).count() == 1
 
 
+def test_a_reencoded_copy_that_lost_its_manifest_gets_it_back_through_the_watermark(
+    tenant, run_on_commit, operator
+):
+    job = _deliver(tenant, run_on_commit)
+    leaked = _reencode(_frames(get_bytes(job.video_key)), crf=26)  # PyAV writes no manifest
+    assert read_manifest(leaked) is None
+    response = operator.post(
+        "/api/v1/moderation/trace/", {"file": SimpleUploadedFile("leak.mp4", leaked, "video/mp4")}
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["watermark"]["match"]["job"] == str(job.id)
+    record = ProvenanceRecord.objects.get(job=job)
+    recovered = body["c2pa"]
+    assert recovered == {
+        "source": "soft_binding",
+        "note": "manifest recovered from the watermark (soft binding)",
+        # c2pa on the stored manifest against the copy: signed by us (a development chain
+        # trusted through its root), but the copy's bytes are not the ones it was signed over
+        "validation_state": "Invalid",
+        "failures": ["assertion.bmffHash.mismatch"],
+        "soft_binding": {"alg": SOFT_BINDING_ALG, "match": True},
+        "manifest_store": record.c2pa_manifest_json,
+    }
+    active = recovered["manifest_store"]["manifests"][
+        recovered["manifest_store"]["active_manifest"]
+    ]
+    provenance = next(a for a in active["assertions"] if a["label"] == "com.reelcast.provenance")
+    assert provenance["data"]["job"] == job.id.hex
+
+
+def test_the_delivered_file_itself_traces_to_its_embedded_manifest(tenant, run_on_commit, operator):
+    job = _deliver(tenant, run_on_commit)
+    response = operator.post(
+        "/api/v1/moderation/trace/",
+        {"file": SimpleUploadedFile("v.mp4", get_bytes(job.video_key), "video/mp4")},
+    )
+    manifest = response.json()["c2pa"]
+    assert (manifest["source"], manifest["validation_state"], manifest["failures"]) == (
+        "embedded",
+        "Trusted",
+        [],
+    )
+    assert manifest["soft_binding"] == {"alg": SOFT_BINDING_ALG, "match": True}
+
+
 def test_an_unrelated_video_traces_to_nothing(tenant, run_on_commit, operator):
     _deliver(tenant, run_on_commit)
     rng = np.random.default_rng(3)
@@ -138,6 +211,7 @@ def test_an_unrelated_video_traces_to_nothing(tenant, run_on_commit, operator):
         "match": None,
     }
     assert body["fingerprint_matches"] == []
+    assert body["c2pa"] is None  # no manifest embedded, and no watermark to recover one by
 
 
 def test_trace_refuses_a_non_video_and_non_operators(tenant, operator):
