@@ -23,6 +23,7 @@ from config.env import (
     env_str,
     load_local_env,
 )
+from generation.postprocess.aigc import check_producer_code
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # First of all: a local checkout's var/local.env (written once by `make run`) fills in what the
@@ -315,8 +316,15 @@ REELCAST_WAN_VAE_DTYPE = env_str("REELCAST_WAN_VAE_DTYPE", "float32")
 REELCAST_WAN_CACHE_GPU_BUDGET_GB = env_float("REELCAST_WAN_CACHE_GPU_BUDGET_GB", 0.0)
 REELCAST_WAN_CACHE_MAX_PIPELINES = env_int("REELCAST_WAN_CACHE_MAX_PIPELINES", 2)
 REELCAST_DEFAULT_MODEL = env_str("REELCAST_DEFAULT_MODEL", "preview")
-# The implicit AIGC label's ContentProducer: the operator's registered code (no spaces).
+# The implicit AIGC label's ContentProducer: the operator's registered code (a letter or digit,
+# then letters, digits, ".", "_", ":" or "-"; at most 64). A bad one stops the process at start.
 REELCAST_AIGC_PRODUCER_CODE = env_str("REELCAST_AIGC_PRODUCER_CODE", "Reelcast")
+try:
+    check_producer_code(REELCAST_AIGC_PRODUCER_CODE)
+except ValueError as exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"REELCAST_AIGC_PRODUCER_CODE: {exc}") from None
 REELCAST_METRICS_TOKEN = env_str("REELCAST_METRICS_TOKEN", "")
 
 # --- moderation -------------------------------------------------------------------------------

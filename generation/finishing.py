@@ -7,14 +7,13 @@ import re
 from dataclasses import dataclass, replace
 
 import numpy as np
-from django.conf import settings
 
 from generation.models import BrandKit, Job
 from generation.postprocess.brand import BrandKit as BrandLook
 from generation.postprocess.finish import Finished, FinishSpec, FrameHook
-from generation.postprocess.label import AigcLabel
 from generation.postprocess.layout import canvas_size
 from generation.storage import get_bytes, job_key, put_bytes
+from moderation.provenance_service import implicit_label
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -62,10 +61,8 @@ def finish_spec_for(job: Job, *, frame_hooks: tuple[FrameHook, ...] = ()) -> Fin
         subtitles=tuple(shot.get("scene_text") or shot["prompt"] for shot in job.shots),
         brand=look,
         music=music,
-        # The implicit label: codes, not names; the job id is the produce id.
-        aigc=AigcLabel(
-            content_producer=settings.REELCAST_AIGC_PRODUCER_CODE, produce_id=job.id.hex
-        ),
+        # The implicit label: codes, not names; the job id is the produce id, signed.
+        aigc=implicit_label(job),
         frame_hooks=frame_hooks,
     )
 

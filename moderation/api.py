@@ -363,8 +363,23 @@ class TraceViewSet(OperatorViewSet):
                     for record, distance in answer.matches
                 ],
                 "c2pa": _manifest_summary(answer.manifest),
+                "implicit_label": _label_summary(answer.implicit_label),
             }
         )
+
+
+def _label_summary(label) -> dict | None:
+    """The copy's ``AIGC`` tag and whether its signature (ReservedCode1) is ours."""
+    if label is None:
+        return None
+    return {
+        "status": label.check.status,
+        "message": label.check.message,
+        "content_producer": label.check.content_producer,
+        "produce_id": label.check.produce_id,
+        "job": str(label.record.job_id) if label.record else None,
+        "tag": label.tag,
+    }
 
 
 def _manifest_summary(manifest) -> dict | None:

@@ -582,6 +582,7 @@ def trace(request: HttpRequest) -> HttpResponse:
             "exact": _traced(found) if found else None,
             "matches": [_traced(record, distance) for record, distance in answer.matches],
             "manifest": answer.manifest,
+            "implicit_label": answer.implicit_label,
             "manifest_json": json.dumps(answer.manifest.store, indent=2, sort_keys=True)
             if answer.manifest
             else "",

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,8 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
+from generation.postprocess import aigc
+from generation.postprocess.label import AigcLabel
 from moderation.models import ProvenanceRecord
 from moderation.provenance.c2pa_sign import (
     SOFT_BINDING_ALG,
@@ -45,6 +48,23 @@ def watermark_key() -> bytes:
     if configured:
         return configured.encode()
     return hmac.new(settings.SECRET_KEY.encode(), b"reelcast-watermark-v1", hashlib.sha256).digest()
+
+
+def aigc_label_key() -> bytes:
+    """The key that signs the implicit label (``AIGC`` ReservedCode1)."""
+    return aigc.derive_key(watermark_key())
+
+
+def implicit_label(job) -> AigcLabel:
+    """The job's ``AIGC`` tag: our producer code, the job id as ProduceID, and our signature
+    over both in the reserved codes."""
+    producer, produce_id, key = settings.REELCAST_AIGC_PRODUCER_CODE, job.id.hex, aigc_label_key()
+    return AigcLabel(
+        content_producer=producer,
+        produce_id=produce_id,
+        reserved_code1=aigc.signature(key=key, content_producer=producer, produce_id=produce_id),
+        reserved_code2=aigc.key_id(key),
+    )
 
 
 def watermark_payload(job) -> int:
@@ -314,11 +334,22 @@ class ManifestAnswer:
 
 
 @dataclass(frozen=True)
+class LabelAnswer:
+    """The copy's implicit label (``AIGC`` tag) and what its signature says; ``record`` is the
+    delivered video its ProduceID names, where the signature is valid and we have one."""
+
+    tag: str
+    check: aigc.LabelCheck
+    record: ProvenanceRecord | None
+
+
+@dataclass(frozen=True)
 class TraceAnswer:
     watermark_record: ProvenanceRecord | None
     matches: list[tuple[ProvenanceRecord, int]]
     result: TraceResult
     manifest: ManifestAnswer | None = None
+    implicit_label: LabelAnswer | None = None
 
 
 def provenance_trace(*, data: bytes) -> TraceAnswer:
@@ -340,7 +371,40 @@ def provenance_trace(*, data: bytes) -> TraceAnswer:
         matches=matched_records(result.matches),
         result=result,
         manifest=_manifest_answer(data, result.watermark_payload, exact),
+        implicit_label=_label_answer(data),
     )
+
+
+def aigc_tag(data: bytes) -> str | None:
+    """The ``AIGC`` metadata tag of an uploaded video, or None where it has none."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            tags = {key.upper(): value for key, value in container.metadata.items()}
+    except (av.error.FFmpegError, ValueError):
+        return None
+    return tags.get("AIGC")
+
+
+def _label_answer(data: bytes) -> LabelAnswer | None:
+    tag = aigc_tag(data)
+    if tag is None:
+        return None
+    check = aigc.verify(tag, key=aigc_label_key())
+    record = None
+    if check.valid and check.produce_id:
+        try:
+            job_id = uuid.UUID(hex=check.produce_id)
+        except ValueError:
+            job_id = None
+        if job_id is not None:
+            record = (
+                ProvenanceRecord.objects.select_related(  # unscoped: operator's trace tool
+                    "job", "tenant", "job__template"
+                )
+                .filter(job_id=job_id)
+                .first()
+            )
+    return LabelAnswer(tag=tag, check=check, record=record)
 
 
 def _manifest_answer(

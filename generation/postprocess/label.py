@@ -8,7 +8,8 @@ of the shorter side, a margin over the rule so encoding blur cannot take it unde
 ``apply_ai_label`` is the one function every output path calls; there is no option to skip or
 restyle it, and nothing is drawn over it afterwards (frame hooks only add invisible marks).
 
-Implicit: the ``AIGC`` MP4 metadata tag, a JSON object of the standard's seven fields.
+Implicit: the ``AIGC`` MP4 metadata tag, a JSON object of the standard's seven fields; the two
+reserved codes carry our signature over it (``generation.postprocess.aigc``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from generation.fonts import load_font
+from generation.postprocess.aigc import check_producer_code
 from generation.postprocess.layout import Box, Overlay, corner_box
 
 LABEL_TEXTS = {"zh-Hans": "AI生成", "en": "AI-generated"}
@@ -127,6 +129,9 @@ class AigcLabel:
 
     On first write (which ``finish`` is) the propagator is the producer and the propagate id
     the produce id; left empty they are filled in so, and given otherwise they are refused.
+    (Nothing republishes a delivered video through the platform, so there is no later write.)
+    ``reserved_code1`` / ``reserved_code2``: the signature and its key id (``aigc.signature``,
+    ``aigc.key_id``).
     """
 
     content_producer: str
@@ -161,6 +166,7 @@ class AigcLabel:
                 )
         if not values["ContentProducer"] or not values["ProduceID"]:
             raise ValueError("AIGC ContentProducer and ProduceID are required")
+        check_producer_code(values["ContentProducer"])
         if propagator != self.content_producer or propagate_id != self.produce_id:
             raise ValueError(
                 "on first write the AIGC propagator and propagate id are the "

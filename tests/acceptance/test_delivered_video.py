@@ -4,6 +4,8 @@ C2PA manifest that c2pa's own reader validates, and shows its caption."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 
@@ -11,6 +13,8 @@ import av
 import c2pa
 import numpy as np
 import pytest
+
+from generation.postprocess import aigc
 
 WIDTH, HEIGHT = 854, 480  # the demo school template's size
 
@@ -83,19 +87,31 @@ def test_the_ai_label_is_visible_from_the_first_frame_for_two_seconds(mp4):
         assert dark[plate].mean() > 0.9, (at, dark[plate].mean())
 
 
-def test_the_implicit_aigc_tag_is_in_the_mp4(mp4, walkthrough):
+def test_the_implicit_aigc_tag_is_in_the_mp4(mp4, walkthrough, platform_server):
     job_id = walkthrough.created.json()["id"].replace("-", "")
     with av.open(io.BytesIO(mp4)) as container:
         tag = container.metadata["AIGC"]
+    # The platform's watermark key (moderation.provenance_service.watermark_key: the configured
+    # one, else derived from the secret key) and the label's key derived from that.
+    env = platform_server.env
+    watermark_key = (
+        env["REELCAST_WATERMARK_KEY"].encode()
+        if env.get("REELCAST_WATERMARK_KEY")
+        else hmac.new(
+            env["DJANGO_SECRET_KEY"].encode(), b"reelcast-watermark-v1", hashlib.sha256
+        ).digest()
+    )
+    key = aigc.derive_key(watermark_key)
     assert json.loads(tag) == {
         "Label": "1",
         "ContentProducer": "Reelcast",
         "ProduceID": job_id,
-        "ReservedCode1": "",
+        "ReservedCode1": aigc.signature(key=key, content_producer="Reelcast", produce_id=job_id),
         "ContentPropagator": "Reelcast",
         "PropagateID": job_id,
-        "ReservedCode2": "",
+        "ReservedCode2": aigc.key_id(key),
     }
+    assert aigc.verify(tag, key=key).valid
     # An MP4 metadata item: the key in the 'keys' box, its value in 'ilst'.
     assert b"mdtaAIGC" in mp4 and tag.encode() in mp4
 

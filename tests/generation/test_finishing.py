@@ -16,8 +16,10 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from generation.models import BrandKit, Job
+from generation.postprocess.aigc import key_id, signature, verify
 from generation.postprocess.label import label_box
 from generation.storage import get_bytes
+from moderation.provenance_service import aigc_label_key
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -73,15 +75,17 @@ def test_the_implicit_label_audio_and_sidecars_are_delivered(api, tenant, run_on
     assert info["moov_before_mdat"] and info["profile"] == "High"
     assert info["audio"] is not None
     aigc = json.loads(info["metadata"]["AIGC"])
+    key = aigc_label_key()
     assert aigc == {
         "Label": "1",
         "ContentProducer": "Reelcast",
-        "ProduceID": job.id.hex,
-        "ReservedCode1": "",
+        "ProduceID": job.id.hex,  # the job id
+        "ReservedCode1": signature(key=key, content_producer="Reelcast", produce_id=job.id.hex),
         "ContentPropagator": "Reelcast",
-        "PropagateID": job.id.hex,
-        "ReservedCode2": "",
+        "PropagateID": job.id.hex,  # first write: nothing republishes through the platform
+        "ReservedCode2": key_id(key),
     }
+    assert verify(info["metadata"]["AIGC"], key=key).valid
     prefix = f"tenants/{tenant.id}/jobs/{job.id}/"
     srt = get_bytes(prefix + "subtitles.srt").decode()
     assert "Ada one." in srt and "Ada two." in srt

@@ -473,8 +473,27 @@ def test_the_trace_tool_finds_the_tenant_and_job_of_a_reencoded_copy(
     assert '<article id="trace-manifest" data-source="soft_binding">' in page
     assert "Manifest recovered from the watermark (soft binding)." in page
     assert "matches the watermark" in page and job.id.hex in page
+    assert '<p id="trace-no-label">' in page  # the re-encode dropped the AIGC tag
     entry = AuditEntry.objects.get(action="trace")
     assert (entry.actor_username, entry.job_id, entry.tenant_id) == ("moderator", job.pk, tenant.pk)
+
+
+def test_the_trace_tool_shows_a_delivered_file_s_manifest_and_signed_label(
+    tenant, run_on_commit, console
+):
+    from tests.moderation.test_provenance_pipeline import _deliver
+
+    job = _deliver(tenant, run_on_commit)
+    response = console.post(
+        "/console/trace/",
+        {"file": SimpleUploadedFile("v.mp4", get_bytes(job.video_key), "video/mp4")},
+    )
+    page = response.content.decode()
+    assert '<article id="trace-manifest" data-source="embedded">' in page
+    assert (
+        '<p id="trace-label" data-status="valid"><strong class="good">'
+        f"implicit label: valid signature for job {job.id.hex}</strong>"
+    ) in page
 
 
 def test_the_trace_tool_refuses_a_file_that_is_not_a_video(console):
