@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import io
 import json
@@ -21,6 +22,7 @@ from moderation.provenance.c2pa_sign import (
     Signer,
     read_manifest,
     sign_mp4,
+    sign_mp4_keeping_manifest,
 )
 from moderation.provenance.devcert import generate_dev_chain, load_credentials, write_dev_chain
 
@@ -100,6 +102,36 @@ def test_c2pa_s_own_reader_sees_the_custom_assertion(credentials, signed):
     active = store["manifests"][store["active_manifest"]]
     assert PROVENANCE_LABEL in [assertion["label"] for assertion in active["assertions"]]
     assert reader.get_validation_state() == "Trusted"
+
+
+def test_the_soft_binding_declares_the_watermark_payload(credentials, signed):
+    manifest = read_manifest(signed, trust_anchors_pem=credentials.root_pem)
+    binding = next(
+        a["data"] for a in manifest["manifest"]["assertions"] if a["label"] == "c2pa.soft-binding"
+    )
+    assert binding["alg"] == "org.reelcast.watermark.v1"
+    assert [base64.b64decode(block["value"]) for block in binding["blocks"]] == [
+        PAYLOAD.to_bytes(8, "big")
+    ]
+    assert manifest["soft_binding_payloads"] == [PAYLOAD]
+
+
+def test_the_kept_manifest_bytes_read_apart_from_the_video(credentials, mp4):
+    with Signer(credentials) as signer:
+        signed = sign_mp4_keeping_manifest(mp4, manifest_fields=_fields(), signer=signer)
+    # Against the signed video: the same, trusted manifest.
+    apart = read_manifest(
+        signed.mp4, trust_anchors_pem=credentials.root_pem, manifest_bytes=signed.manifest_bytes
+    )
+    assert (apart["validation_state"], apart["soft_binding_payloads"]) == ("Trusted", [PAYLOAD])
+    # Against other bytes (the unsigned encode): the signature holds, the hard binding does not.
+    other = read_manifest(
+        mp4, trust_anchors_pem=credentials.root_pem, manifest_bytes=signed.manifest_bytes
+    )
+    assert (other["validation_state"], other["failures"]) == (
+        "Invalid",
+        ["assertion.bmffHash.mismatch"],
+    )
 
 
 def test_a_flipped_byte_in_mdat_fails_validation(credentials, signed):
