@@ -182,6 +182,36 @@ def test_a_reencoded_copy_that_lost_its_manifest_gets_it_back_through_the_waterm
     assert body["implicit_label"] is None  # the re-encode dropped the AIGC tag too
 
 
+def test_a_webm_copy_gets_the_stored_manifest_back_too(tenant, run_on_commit, operator):
+    job = _deliver(tenant, run_on_commit)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.options = {"crf": "10", "b:v": "2M"}
+        for frame in _frames(get_bytes(job.video_key)):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    response = operator.post(
+        "/api/v1/moderation/trace/",
+        {"file": SimpleUploadedFile("c.webm", buffer.getvalue(), "video/webm")},
+    )
+    body = response.json()
+    assert body["watermark"]["match"]["job"] == str(job.id)
+    record = ProvenanceRecord.objects.get(job=job)
+    # c2pa still checks the MP4's manifest against the WebM's bytes: only the hard binding fails
+    assert body["c2pa"] == {
+        "source": "soft_binding",
+        "note": "manifest recovered from the watermark (soft binding)",
+        "validation_state": "Invalid",
+        "failures": ["assertion.bmffHash.mismatch"],
+        "soft_binding": {"alg": SOFT_BINDING_ALG, "match": True},
+        "manifest_store": record.c2pa_manifest_json,
+    }
+
+
 def test_the_delivered_file_itself_traces_to_its_embedded_manifest_and_signed_label(
     tenant, run_on_commit, operator
 ):
