@@ -367,3 +367,9 @@ def test_an_oversize_frame_is_refused_before_it_is_decoded():
 
     assert response.status_code == 400
     assert "pixels a frame are read" in response.content.decode()
+
+
+def test_the_page_speaks_the_browsers_language():
+    html = Client().get(PAGE, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+    assert "检查视频" in html and "这个视频是由 Reelcast 生成的吗？" in html
