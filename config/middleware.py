@@ -148,13 +148,34 @@ class LoginRateLimitMiddleware:
         return response
 
 
+DETECT_API_PATH = "/api/v1/detect/"
+DETECT_PAGE_PATH = "/detect/"
+
+
 class BodySizeLimitMiddleware:
-    """Refuse API bodies over REELCAST_MAX_BODY_BYTES with a 413 before reading them."""
+    """Refuse API bodies over REELCAST_MAX_BODY_BYTES with a 413 before reading them; public
+    detection uploads (the API and the page) over REELCAST_DETECT_MAX_BYTES likewise."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == DETECT_PAGE_PATH and request.method == "POST":
+            limit = settings.REELCAST_DETECT_MAX_BYTES
+            length = _content_length(request)
+            if length is None:
+                return HttpResponse(
+                    "Content-Length is not a number.\n",
+                    status=400,
+                    content_type="text/plain; charset=utf-8",
+                )
+            if length > limit:  # plain text: the page cannot render a form for an unread body
+                return HttpResponse(
+                    f"The file is too large: at most {limit // 2**20} MiB.\n",
+                    status=413,
+                    content_type="text/plain; charset=utf-8",
+                )
+            return self.get_response(request)
         if request.path.startswith("/api/"):
             raw = request.META.get("CONTENT_LENGTH") or "0"
             try:
@@ -163,7 +184,11 @@ class BodySizeLimitMiddleware:
                 return problem_response(
                     400, detail="Content-Length is not a number.", code="bad_content_length"
                 )
-            limit = settings.REELCAST_MAX_BODY_BYTES
+            limit = (
+                settings.REELCAST_DETECT_MAX_BYTES
+                if request.path_info == DETECT_API_PATH
+                else settings.REELCAST_MAX_BODY_BYTES
+            )
             if length > limit:
                 return problem_response(
                     413,
@@ -171,6 +196,13 @@ class BodySizeLimitMiddleware:
                     code="payload_too_large",
                 )
         return self.get_response(request)
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "0")
+    except ValueError:
+        return None
 
 
 class ProbeMiddleware:

@@ -354,6 +354,13 @@ REELCAST_TRACE_MAX_FRAMES = env_int("REELCAST_TRACE_MAX_FRAMES", 240)
 # records in it were deleted.
 REELCAST_TRACE_INDEX_DIR = env_str("REELCAST_TRACE_INDEX_DIR", str(VAR_DIR / "trace-index"))
 REELCAST_TRACE_INDEX_TAIL_ROWS = env_int("REELCAST_TRACE_INDEX_TAIL_ROWS", 200_000)
+# Public detection (/detect/, POST /api/v1/detect/): anyone may ask whether a video was made
+# here, free and without an account. The name its answers give, the largest request body it
+# reads (413 beyond, before reading), the seconds of video it decodes, uploads per address.
+REELCAST_PLATFORM_NAME = env_str("REELCAST_PLATFORM_NAME", "Reelcast")
+REELCAST_DETECT_MAX_BYTES = env_int("REELCAST_DETECT_MAX_BYTES", 50 * 1024 * 1024)
+REELCAST_DETECT_MAX_SECONDS = env_float("REELCAST_DETECT_MAX_SECONDS", 20.0)
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["detect"] = env_rate("REELCAST_RATE_DETECT", "10/hour")
 
 # --- tenant webhooks and live status ---------------------------------------------------------
 # Private, loopback and link-local webhook targets are refused unless this is on (tests only).

@@ -352,11 +352,17 @@ class TraceAnswer:
     implicit_label: LabelAnswer | None = None
 
 
+def trace_frames(*, frames, fps: float) -> TraceResult:
+    """The production trace of decoded RGB frames (any iterable, consumed once): the
+    watermark under this platform's key and the live fingerprint index."""
+    return trace(frames, fps, key=watermark_key(), index=_index().refresh())
+
+
 def provenance_trace(*, data: bytes) -> TraceAnswer:
     """Which delivered video is this copy? Watermark first (exact), fingerprints beside it,
     and its C2PA manifest: embedded, or recovered through the watermark where it was lost."""
     frames, fps = decode_upload(data, max_frames=settings.REELCAST_TRACE_MAX_FRAMES)
-    result = trace(frames, fps, key=watermark_key(), index=_index().refresh())
+    result = trace_frames(frames=frames, fps=fps)
     exact = None
     if result.watermark_payload is not None:
         exact = (

@@ -47,6 +47,8 @@ PUBLIC = {
     "password_reset_done": "says a link was sent, if an account has the address",
     "password_reset_confirm": "a signed, expiring token bound to one user (test_password_reset)",
     "password_reset_complete": "says the password was changed",
+    "detect": "public detection: no credentials, names no one (test_public_detection)",
+    "detect-page": "public detection's page (tests/moderation/test_public_detection.py)",
 }
 
 # Which of tenant B's objects each URL parameter names, by route name prefix and parameter.
