@@ -314,7 +314,9 @@ def _background(width: int, height: int, palette: _Palette, rng: random.Random) 
         colour = np.array(
             rng.choice((palette.accent, palette.complement, palette.light)), np.float32
         )
-        radius = rng.uniform(0.04, 0.13) * height
+        # Small sparkles only: two soft discs a fifth of the frame high, side by side, read
+        # as a breast to nudenet (0.38) and blocked a school's storyboard (see the test).
+        radius = rng.uniform(0.018, 0.058) * height
         centre_x, centre_y = rng.uniform(0, width), rng.uniform(0, height)
         strength = rng.uniform(0.12, 0.3)
         left, right = max(0, int(centre_x - radius - 2)), min(width, int(centre_x + radius + 3))

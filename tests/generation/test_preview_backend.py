@@ -338,3 +338,18 @@ def test_it_refuses_a_reference_that_is_not_an_image():
 def test_it_refuses_a_request_it_cannot_render(overrides, message):
     with pytest.raises(ValueError, match=message):
         generate(make_request(**overrides))
+
+
+def test_storyboard_frames_do_not_read_as_nudity_to_the_frame_checks():
+    """A school's storyboard was blocked as "minors, sexual content": two soft bokeh discs side
+    by side, zoomed in at the end of the shot, read as a breast to nudenet (0.38, over the 0.25
+    floor of the minors rule). 2 of 81 school deliveries were blocked that way; with small
+    sparkles only, 0 of 81. This is that shot, at the frames moderation samples."""
+    from moderation import images
+
+    shot = ShotSpec(
+        index=0, prompt="Ada builds a kite.", negative_prompt="", num_frames=48, seed=3275990464
+    )
+    frames = generate(make_request(width=640, height=360, fps=12, shots=(shot,))).shots[0].frames
+    scans = images.scan_images([frames[i] for i in (0, 12, 24, 36, 47)], [0, 12, 24, 36, 47])
+    assert [(s.index, s.nudity) for s in scans if s.nudity_signal] == []
