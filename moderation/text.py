@@ -599,6 +599,20 @@ class TextMatch:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of_term(cls, entry: Term, *, text: str, field: str, start: int, end: int) -> TextMatch:
+        """The match of a lexicon ``entry`` over ``text[start:end]``."""
+        return cls(
+            field=field,
+            category=entry.category,
+            rule=entry.rule,
+            term=entry.term,
+            weight=entry.weight,
+            start=start,
+            end=end,
+            excerpt=text[start:end],
+        )
+
 
 def _bounded(stream: str, first: int, last: int, prefix: bool) -> bool:
     if _is_latin_edge(stream[first]) and first > 0 and _is_latin_edge(stream[first - 1]):
@@ -671,16 +685,7 @@ def _lexicon_matches(text: str, field: str, lex: Lexicon) -> list[TextMatch]:
                     while shown + 1 < len(stream.text) and _is_latin_edge(stream.text[shown + 1]):
                         shown += 1
                 start, end = stream.span(first, shown)
-                match = TextMatch(
-                    field=field,
-                    category=entry.category,
-                    rule=entry.rule,
-                    term=entry.term,
-                    weight=entry.weight,
-                    start=start,
-                    end=end,
-                    excerpt=text[start:end],
-                )
+                match = TextMatch.of_term(entry, text=text, field=field, start=start, end=end)
                 found.setdefault((entry.rule, field, start, end), match)
     return list(found.values())
 
@@ -723,16 +728,7 @@ def _masked_matches(text: str, field: str, lex: Lexicon) -> list[TextMatch]:
                 if all(w in ("?", k) for w, k in zip(word, key, strict=False)):
                     start, end = pattern[0][1], pattern[-1][2]
                     matches.append(
-                        TextMatch(
-                            field=field,
-                            category=entry.category,
-                            rule=entry.rule,
-                            term=entry.term,
-                            weight=entry.weight,
-                            start=start,
-                            end=end,
-                            excerpt=text[start:end],
-                        )
+                        TextMatch.of_term(entry, text=text, field=field, start=start, end=end)
                     )
     return matches
 
