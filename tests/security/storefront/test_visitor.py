@@ -15,31 +15,14 @@ from generation.models import Job
 from generation.storefront import VISITOR_SALT
 from tenants.services import apikey_create
 from tests.conftest import key_client, visitor_client
-from tests.security.storefront_support import (
+from tests.security.storefront.support import (
     ELSEWHERE,
     SHOP,
     job_body,
     make_publishable_key,
-    make_shop,
-    make_storefront_template,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def shop():
-    return make_shop()
-
-
-@pytest.fixture
-def template(shop):
-    return make_storefront_template(shop)
-
-
-@pytest.fixture
-def issued(shop, template):
-    return make_publishable_key(shop, template)
 
 
 @pytest.fixture

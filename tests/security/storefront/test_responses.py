@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from generation.live import job_token
 from generation.models import Job
 from generation.services import job_fail
-from tests.conftest import key_client, visitor_client
-from tests.security.storefront_support import (
+from tests.conftest import key_client
+from tests.security.storefront.support import (
     INTERNAL_FIELDS,
     NEGATIVE_SECRET,
     PROMO_DEFAULT,
@@ -22,9 +22,6 @@ from tests.security.storefront_support import (
     SECRETS,
     SHOP,
     job_body,
-    make_publishable_key,
-    make_shop,
-    make_storefront_template,
 )
 
 pytestmark = pytest.mark.django_db
@@ -43,26 +40,6 @@ EMBED_FIELDS = {
     "created_at",
     "finished_at",
 }
-
-
-@pytest.fixture
-def shop():
-    return make_shop()
-
-
-@pytest.fixture
-def template(shop):
-    return make_storefront_template(shop)
-
-
-@pytest.fixture
-def issued(shop, template):
-    return make_publishable_key(shop, template)
-
-
-@pytest.fixture
-def storefront(issued):
-    return visitor_client(issued.raw_key, SHOP)
 
 
 def _assert_nothing_internal(text: str) -> None:

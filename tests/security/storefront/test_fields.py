@@ -9,34 +9,18 @@ import pytest
 from generation.models import Job
 from tests import factories
 from tests.conftest import key_client, visitor_client
-from tests.security.storefront_support import (
+from tests.security.storefront.support import (
     PROMO_DEFAULT,
     PROMPT_SECRET,
     SHOP,
     job_body,
     make_publishable_key,
-    make_shop,
     make_storefront_template,
 )
 
 pytestmark = pytest.mark.django_db
 
 REFUSED = "A publishable key cannot set this; the template decides it."
-
-
-@pytest.fixture
-def shop():
-    return make_shop()
-
-
-@pytest.fixture
-def template(shop):
-    return make_storefront_template(shop)
-
-
-@pytest.fixture
-def storefront(shop, template):
-    return visitor_client(make_publishable_key(shop, template).raw_key, SHOP)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from generation.models import Job
 from tenants.models import ApiKey
 from tests import factories
 from tests.conftest import key_client, visitor_client
-from tests.security.storefront_support import (
+from tests.security.storefront.support import (
     SHOP,
     job_body,
     make_publishable_key,
